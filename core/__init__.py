@@ -1,0 +1,29 @@
+"""prf: frame-exact, fast loading of LeRobot robot-learning datasets for every framework.
+
+``import prf`` imports no deep-learning framework; adapters live in ``prf.torch`` (and later
+``prf.mlx``, ``prf.jax``, ``prf.keras``).
+"""
+
+from . import errors
+from ._open import open_dataset
+from .dataset import Dataset
+from .decode import DecodeBackend, PyAVBackend, VideoIndex
+from .errors import PrfError
+from .meta import DatasetMeta, Episode, Feature, VideoRef
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open_dataset",
+    "Dataset",
+    "DatasetMeta",
+    "Episode",
+    "Feature",
+    "VideoRef",
+    "DecodeBackend",
+    "PyAVBackend",
+    "VideoIndex",
+    "PrfError",
+    "errors",
+    "__version__",
+]

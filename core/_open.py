@@ -1,0 +1,83 @@
+"""``prf.open_dataset``: resolve a source (local folder or Hub repo id) and open it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from .dataset import Dataset
+from .decode import DecodeBackend
+from .errors import MetadataError
+from .meta import DatasetMeta
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def resolve_source(source: str | Path, revision: str | None = None) -> Path:
+    """A local dataset root for ``source``: an existing folder, or a Hugging Face Hub dataset repo id
+    (``"lerobot/pusht"``) downloaded with ``huggingface_hub`` into its cache.
+
+    Raises:
+        MetadataError: the folder does not exist and ``source`` is not a repo id.
+        ImportError: a repo id was given and ``huggingface_hub`` is not installed (``pip install prf[hub]``).
+    """
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    text = str(source)
+    if _REPO_ID.match(text) and not text.startswith((".", "/")):
+        try:
+            from huggingface_hub import snapshot_download
+        except ImportError:
+            raise ImportError(
+                f"{text!r} is not a local folder; to download it from the Hugging Face Hub install "
+                f"the hub extra: pip install 'prf[hub]'"
+            ) from None
+        return Path(snapshot_download(repo_id=text, repo_type="dataset", revision=revision))
+    raise MetadataError(f"{source}: no such dataset folder (and not a Hub repo id like 'owner/name')")
+
+
+def open_dataset(
+    source: str | Path,
+    *,
+    episodes: Iterable[int] | None = None,
+    delta_timestamps: Mapping[str, Sequence[float]] | None = None,
+    tolerance_s: float = 1e-4,
+    cameras: Iterable[str] | None = None,
+    backend: str | DecodeBackend = "pyav",
+    revision: str | None = None,
+) -> Dataset:
+    """Open a LeRobot dataset (format v2.0, v2.1 or v3.0) for training.
+
+    Args:
+        source: dataset root folder, or a Hub repo id (needs ``prf[hub]``).
+        episodes: episode indices to use (default: all in the episodes table). A partial download
+            opens with the episodes whose files are present.
+        delta_timestamps: ``{feature key: [seconds, ...]}`` windows, as LeRobot's ``delta_timestamps``.
+        tolerance_s: how far (seconds) a window offset may be off the fps grid and a video frame's pts
+            from its requested time, as LeRobot's ``tolerance_s``.
+        cameras: camera keys to decode (default: all; ``[]`` decodes none).
+        backend: decode backend name or instance (``"pyav"``).
+        revision: Hub revision when ``source`` is a repo id.
+
+    Returns:
+        A :class:`prf.Dataset`; ``ds[i]`` is a dict of NumPy arrays (cameras ``uint8 [H, W, C]``,
+        ``[T, H, W, C]`` with a window).
+
+    Raises:
+        MetadataError, UnsupportedVersionError, UnsafePathError: bad metadata.
+        MissingFilesError: files of the selected episodes are absent (lists them, and the episodes
+            that are present).
+        DataFileError: a parquet file is corrupt or disagrees with the metadata.
+        DeltaTimestampsError: a ``delta_timestamps`` value is off the fps grid or names no feature.
+    """
+    meta = DatasetMeta(resolve_source(source, revision))
+    return Dataset(
+        meta,
+        episodes=episodes,
+        delta_timestamps=delta_timestamps,
+        tolerance_s=tolerance_s,
+        cameras=cameras,
+        backend=backend,
+    )

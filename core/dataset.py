@@ -1,0 +1,285 @@
+"""The map-style Dataset: index -> sample dict, exactly as LeRobot's ``LeRobotDataset.__getitem__``.
+
+Non-camera features come from the episode parquet files (loaded once, as NumPy columns). Camera frames
+are decoded at ``from_timestamp + timestamp`` of the (clamped) window rows, the frame chosen by nearest
+pts and checked against ``tolerance_s``. :meth:`Dataset.get_batch` assembles many samples at once and
+decodes each video file's requests in one sorted pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .decode import DecodeBackend, get_backend
+from .errors import DataFileError, DatasetError, TimestampError
+from .meta import INDEX_KEYS, DatasetMeta, read_parquet
+from .windows import delta_indices, window_rows
+
+
+class Dataset:
+    """A LeRobot dataset opened for training (see :func:`prf.open_dataset`).
+
+    ``len(ds)`` is the number of frames of the selected episodes; ``ds[i]`` is a dict with LeRobot's
+    keys: every declared non-camera feature (``observation.state`` ``float32 [D]`` ...), ``timestamp``
+    (``float32``, seconds), ``frame_index``, ``episode_index``, ``index``, ``task_index`` (``int64``),
+    ``task`` (str), and per camera ``uint8 [H, W, C]`` RGB. A key with a ``delta_timestamps`` window
+    gains a leading time axis (``[T, ...]``; cameras ``[T, H, W, C]``) and a ``{key}_is_pad``
+    ``bool [T]``.
+    """
+
+    def __init__(
+        self,
+        meta: DatasetMeta,
+        *,
+        episodes: Iterable[int] | None = None,
+        delta_timestamps: Mapping[str, Sequence[float]] | None = None,
+        tolerance_s: float = 1e-4,
+        cameras: Iterable[str] | None = None,
+        backend: str | DecodeBackend = "pyav",
+    ):
+        self.meta = meta
+        self.tolerance_s = float(tolerance_s)
+        self.backend = get_backend(backend)
+        self.delta_timestamps = {k: list(v) for k, v in (delta_timestamps or {}).items()}
+        self.cameras = self._select_cameras(cameras)
+        self.episodes = self._select_episodes(episodes)
+        self.delta_indices = delta_indices(self.delta_timestamps, meta.fps, meta.features, self.tolerance_s)
+        meta.check_files(self.episodes, self.cameras)
+        self._load_rows()
+
+    # ---- set-up ---------------------------------------------------------------------------------
+    def _select_cameras(self, cameras: Iterable[str] | None) -> list[str]:
+        all_cams = self.meta.camera_keys
+        chosen = list(all_cams) if cameras is None else list(cameras)
+        unknown = [c for c in chosen if c not in all_cams]
+        if unknown:
+            raise DatasetError(f"{self.meta.root}: unknown camera(s) {unknown}; cameras: {all_cams}")
+        images = [c for c in chosen if not self.meta.features[c].is_video]
+        if images:
+            raise DatasetError(
+                f"{self.meta.root}: camera(s) {images} are stored as images in parquet, which prf does "
+                f"not decode yet; open with cameras= excluding them"
+            )
+        return chosen
+
+    def _select_episodes(self, episodes: Iterable[int] | None) -> list[int]:
+        if episodes is None:
+            return list(self.meta.episodes)
+        chosen = sorted({int(e) for e in episodes})
+        unknown = [e for e in chosen if e not in self.meta.episodes]
+        if unknown:
+            raise DatasetError(
+                f"{self.meta.root}: episode(s) {unknown} are not in the episodes table "
+                f"(episodes {min(self.meta.episodes)}..{max(self.meta.episodes)})"
+            )
+        if not chosen:
+            raise DatasetError(f"{self.meta.root}: episodes= selects no episode")
+        return chosen
+
+    def _load_rows(self) -> None:
+        meta = self.meta
+        data_keys = [k for k, f in meta.features.items() if not f.is_camera]
+        for k in INDEX_KEYS:
+            if k not in data_keys:
+                data_keys.append(k)
+        by_file: dict[str, list[int]] = {}
+        for e in self.episodes:
+            by_file.setdefault(meta.episodes[e].data_path, []).append(e)
+        pieces: dict[int, dict[str, np.ndarray]] = {}
+        for rel, eps in by_file.items():
+            path = meta.path(rel)
+            table = read_parquet(path)
+            missing = [k for k in data_keys if k not in table.column_names]
+            if missing:
+                raise DataFileError(f"{path}: declared feature column(s) {missing} are missing")
+            table = table.select(data_keys)  # undeclared columns are dropped, as LeRobot does
+            ep_col = table.column("episode_index").to_numpy()
+            for e in eps:
+                rows = np.flatnonzero(ep_col == e)
+                want = meta.episodes[e].length
+                if rows.size != want:
+                    raise DataFileError(
+                        f"{path}: episode {e} has {rows.size} rows, the episodes table says {want}"
+                    )
+                if rows.size and rows[-1] - rows[0] + 1 != rows.size:
+                    raise DataFileError(f"{path}: the rows of episode {e} are not contiguous")
+                sub = table.slice(int(rows[0]), int(rows.size)) if rows.size else table.slice(0, 0)
+                pieces[e] = {k: _column_to_numpy(sub.column(k), k, meta.features.get(k), path) for k in data_keys}
+        self._columns: dict[str, np.ndarray] = {
+            k: np.concatenate([pieces[e][k] for e in self.episodes]) for k in data_keys
+        }
+        lengths = np.array([meta.episodes[e].length for e in self.episodes], dtype=np.int64)
+        self._ep_length = lengths
+        self._ep_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self._row_episode = np.repeat(np.arange(len(self.episodes), dtype=np.int64), lengths)
+        # per camera: its video files, and per selected episode the file it lives in + from_timestamp
+        self._video_files: dict[str, list[str]] = {}
+        self._video_file_of: dict[str, np.ndarray] = {}
+        for c in self.cameras:
+            paths = [str(meta.path(meta.episodes[e].videos[c].path)) for e in self.episodes]
+            files = sorted(set(paths))
+            self._video_files[c] = files
+            self._video_file_of[c] = np.array([files.index(p) for p in paths], dtype=np.int64)
+        self._from_ts = {
+            c: np.array([meta.episodes[e].videos[c].from_timestamp for e in self.episodes], dtype=np.float64)
+            for c in self.cameras
+        }
+
+    # ---- public API -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._row_episode.shape[0])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = len(self)
+        if not isinstance(i, (int, np.integer)):
+            raise TypeError(f"Dataset indices must be integers, got {type(i).__name__}")
+        if i < -n or i >= n:
+            raise IndexError(f"index {i} out of range for a dataset of {n} frames")
+        batch = self.get_batch(np.array([i % n], dtype=np.int64))
+        return {k: (v[0] if k != "task" else v[0]) for k, v in batch.items()}
+
+    @property
+    def fps(self) -> float:
+        return self.meta.fps
+
+    @property
+    def episode_starts(self) -> np.ndarray:
+        """``int64 [E]`` position of each selected episode's first frame in this dataset."""
+        return self._ep_start
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        """``int64 [E]`` frames per selected episode (same order as :attr:`episodes`)."""
+        return self._ep_length
+
+    @property
+    def row_episode(self) -> np.ndarray:
+        """``int64 [N]`` ordinal (into :attr:`episodes`) of the episode of each position."""
+        return self._row_episode
+
+    def column(self, key: str) -> np.ndarray:
+        """A non-camera feature for every frame of the selection (no windows): ``[N, ...]``."""
+        return self._columns[key]
+
+    def get_batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, Any]:
+        """Samples ``indices`` stacked along a leading batch axis.
+
+        Returns:
+            ``{key: ndarray [B, ...]}`` (cameras ``uint8 [B, H, W, C]`` or ``[B, T, H, W, C]``),
+            ``{key}_is_pad`` ``bool [B, T]`` for windowed keys, and ``"task"``: ``list[str]`` of B.
+
+        Raises:
+            IndexError: an index is out of range.
+            TimestampError: a camera frame is not within ``tolerance_s`` of its timestamp.
+            VideoError: a video cannot be decoded.
+        """
+        pos = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if pos.size and (pos.min() < 0 or pos.max() >= n):
+            raise IndexError(f"indices out of range for a dataset of {n} frames")
+        ep = self._row_episode[pos]
+        start = self._ep_start[ep]
+        length = self._ep_length[ep]
+        frame = pos - start
+        out: dict[str, Any] = {}
+        cam_rows: dict[str, np.ndarray] = {}
+        for key in self.cameras:
+            if key in self.delta_indices:
+                rows, pad = window_rows(frame, start, length, self.delta_indices[key])
+                cam_rows[key] = rows
+                out[f"{key}_is_pad"] = pad
+            else:
+                cam_rows[key] = pos[:, None]
+        for key, col in self._columns.items():
+            if key in self.delta_indices:
+                rows, pad = window_rows(frame, start, length, self.delta_indices[key])
+                out[key] = col[rows]
+                out[f"{key}_is_pad"] = pad
+            else:
+                out[key] = col[pos]
+        for key in self.cameras:
+            frames = self._decode_camera(key, ep, cam_rows[key])
+            out[key] = frames if key in self.delta_indices else frames[:, 0]
+        tasks = self.meta.tasks
+        out["task"] = [tasks.get(int(t), "") for t in out["task_index"].reshape(pos.size, -1)[:, 0]]
+        return out
+
+    def loader(self, batch_size: int = 1, **kwargs: Any):
+        """A :class:`prf.Loader` over this dataset; see its docstring for the options."""
+        from .loader import Loader
+
+        return Loader(self, batch_size=batch_size, **kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"prf.Dataset({str(self.meta.root)!r}, version={self.meta.codebase_version}, "
+            f"episodes={len(self.episodes)}, frames={len(self)}, cameras={self.cameras}, "
+            f"delta_timestamps={self.delta_timestamps or None})"
+        )
+
+    # ---- decoding -------------------------------------------------------------------------------
+    def _decode_camera(self, key: str, ep: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Frames ``uint8 [B, T, H, W, 3]`` for the window rows ``[B, T]`` of one camera."""
+        ts = self._columns["timestamp"][rows].astype(np.float64)  # in-episode timestamps (LeRobot's query_ts)
+        times = self._from_ts[key][ep][:, None] + ts
+        B, T = rows.shape
+        flat_ep = np.repeat(ep, T)
+        flat_t = times.reshape(-1)
+        flat_file = self._video_file_of[key][flat_ep]
+        out: np.ndarray | None = None
+        for file_id in np.unique(flat_file).tolist():
+            path = self._video_files[key][file_id]
+            sel = np.flatnonzero(flat_file == file_id)
+            index = self.backend.index(path)
+            frame_idx, dist = index.nearest(flat_t[sel])
+            bad = dist >= self.tolerance_s
+            if bad.any():
+                j = int(np.argmax(bad))
+                e_id = self.episodes[int(flat_ep[sel[j]])]
+                raise TimestampError(
+                    f"{path}: episode {e_id}, camera {key!r}: no frame within tolerance_s={self.tolerance_s} "
+                    f"of t={flat_t[sel[j]]:.6f}s (nearest frame {int(frame_idx[j])} at "
+                    f"{index.times[frame_idx[j]]:.6f}s, {dist[j]:.6f}s away); the video and the data "
+                    f"timestamps disagree"
+                )
+            frames = self.backend.decode_frames(path, frame_idx)
+            if out is None:
+                out = np.empty((B * T,) + frames.shape[1:], dtype=np.uint8)
+            elif frames.shape[1:] != out.shape[1:]:
+                raise DataFileError(
+                    f"{path}: camera {key!r} frames are {frames.shape[1:]}, other files of this camera "
+                    f"give {out.shape[1:]}"
+                )
+            out[sel] = frames
+        assert out is not None
+        return out.reshape((B, T) + out.shape[1:])
+
+
+def _column_to_numpy(col: pa.ChunkedArray, key: str, feature: Any, path: Path) -> np.ndarray:
+    """An Arrow column as a dense NumPy array ``[N, *shape]`` (scalars ``[N]``)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    n = len(arr)
+    if arr.null_count:
+        raise DataFileError(f"{path}: column {key!r} has {arr.null_count} null value(s)")
+    dims: list[int] = []
+    values = arr
+    while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type) or pa.types.is_large_list(values.type):
+        flat = pc.list_flatten(values)
+        rows = len(values)
+        if rows and len(flat) % rows:
+            raise DataFileError(f"{path}: column {key!r} has rows of different lengths")
+        dims.append(len(flat) // rows if rows else 0)
+        values = flat
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        np_values = np.asarray(values.to_pylist(), dtype=object)
+    else:
+        np_values = values.to_numpy(zero_copy_only=False)
+    out = np_values.reshape([n] + dims)
+    if dims and feature is not None and feature.shape and int(np.prod(feature.shape)) == int(np.prod(dims)):
+        out = out.reshape([n] + list(feature.shape))
+    return np.ascontiguousarray(out)

@@ -1,0 +1,411 @@
+"""One in-memory model of a LeRobot dataset's metadata, for every format version in the wild.
+
+Format versions read:
+
+- ``v3.0``: ``meta/info.json``, ``meta/episodes/chunk-*/file-*.parquet`` (per-episode rows with data
+  and video file indices, ``from_timestamp``/``to_timestamp`` into shared mp4 shards, and per-episode
+  stats), ``meta/tasks.parquet``, ``meta/stats.json``.
+- ``v2.1`` / ``v2.0``: ``meta/info.json``, ``meta/episodes.jsonl``, ``meta/tasks.jsonl``,
+  ``meta/episodes_stats.jsonl`` (v2.1) or ``meta/stats.json`` (v2.0); one parquet and one mp4 per
+  episode, so every episode's video starts at ``from_timestamp = 0``.
+
+Everything maps onto :class:`DatasetMeta` with a table of :class:`Episode` records.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ._paths import format_template, safe_join
+from .errors import DataFileError, MetadataError, MissingFilesError, UnsupportedVersionError
+
+#: codebase versions prf reads. v1.x datasets must first be converted with LeRobot's own converters.
+SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
+
+#: feature dtypes whose values are camera frames.
+CAMERA_DTYPES = ("video", "image")
+
+#: columns every LeRobot frame row carries besides its declared features.
+INDEX_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One declared feature of ``info.json``.
+
+    Attributes:
+        key: feature name, e.g. ``"observation.state"``.
+        dtype: LeRobot dtype string (``"float32"``, ``"int64"``, ``"bool"``, ``"video"``, ``"image"``...).
+        shape: declared shape; cameras are ``(H, W, C)``.
+        names: flat list of element names, whatever form ``info.json`` used (list, nested list,
+            ``{"motors": [...]}``), or ``None``.
+        info: the feature's ``info`` dict (video codec, pix_fmt, fps...) or ``{}``.
+    """
+
+    key: str
+    dtype: str
+    shape: tuple[int, ...]
+    names: tuple[str, ...] | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_camera(self) -> bool:
+        return self.dtype in CAMERA_DTYPES
+
+    @property
+    def is_video(self) -> bool:
+        return self.dtype == "video"
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """Where one episode's frames of one camera live: ``path`` relative to the root, and the span
+    ``[from_timestamp, to_timestamp)`` in seconds inside that file (v2.x: from 0)."""
+
+    path: str
+    from_timestamp: float
+    to_timestamp: float
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode of the episodes table.
+
+    ``dataset_from_index``/``dataset_to_index`` are the global ``index`` range ``[from, to)``.
+    ``data_path`` is relative to the dataset root; ``videos`` maps camera key -> :class:`VideoRef`.
+    """
+
+    episode_index: int
+    length: int
+    dataset_from_index: int
+    dataset_to_index: int
+    tasks: tuple[str, ...]
+    data_path: str
+    videos: Mapping[str, VideoRef]
+
+
+def flatten_names(names: Any) -> tuple[str, ...] | None:
+    """Flatten ``names`` in any of LeRobot's forms to a tuple of strings (``None`` stays ``None``).
+
+    ``["a", "b"]``, ``[["a", "b"]]`` and ``{"motors": ["a", "b"]}`` all give ``("a", "b")``.
+    """
+    if names is None:
+        return None
+    out: list[str] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, Mapping):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        elif x is not None:
+            out.append(str(x))
+
+    walk(names)
+    return tuple(out)
+
+
+class DatasetMeta:
+    """Metadata of a LeRobot dataset (any supported format version) rooted at ``root``.
+
+    Attributes:
+        root: dataset folder.
+        info: the raw ``info.json`` dict.
+        codebase_version: ``"v2.0"``, ``"v2.1"`` or ``"v3.0"``.
+        fps: frames per second of the data (and of every video).
+        robot_type: ``info.json``'s ``robot_type`` (may be ``None``).
+        features: declared features by key, in ``info.json`` order.
+        tasks: task strings by ``task_index``.
+        episodes: episode records by ``episode_index``, ascending.
+
+    Raises (from the constructor):
+        MetadataError: ``info.json`` or an episodes/tasks file is missing or malformed.
+        UnsupportedVersionError: ``codebase_version`` is not one of :data:`SUPPORTED_VERSIONS`.
+        UnsafePathError: a path template would escape ``root``.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        info_path = self.root / "meta" / "info.json"
+        if not self.root.is_dir():
+            raise MetadataError(f"{self.root}: not a directory (expected a LeRobot dataset root)")
+        if not info_path.is_file():
+            raise MetadataError(f"{info_path}: missing; {self.root} is not a LeRobot dataset")
+        self.info: dict[str, Any] = _read_json(info_path)
+        if not isinstance(self.info, dict):
+            raise MetadataError(f"{info_path}: expected a JSON object")
+        version = self.info.get("codebase_version")
+        if version not in SUPPORTED_VERSIONS:
+            hint = (
+                " (convert it with LeRobot's v1->v2 conversion script first)"
+                if isinstance(version, str) and version.startswith("v1")
+                else ""
+            )
+            raise UnsupportedVersionError(
+                f"{info_path}: codebase_version {version!r} is not supported; prf reads "
+                f"{', '.join(SUPPORTED_VERSIONS)}{hint}"
+            )
+        self.codebase_version: str = version
+        self.fps = _required(self.info, "fps", info_path)
+        if not isinstance(self.fps, (int, float)) or self.fps <= 0:
+            raise MetadataError(f"{info_path}: fps must be a positive number, got {self.fps!r}")
+        self.robot_type = self.info.get("robot_type")
+        self.features: dict[str, Feature] = _parse_features(_required(self.info, "features", info_path), info_path)
+        self.chunks_size = int(self.info.get("chunks_size", 1000))
+        if self.is_v3:
+            self.tasks = _load_tasks_v3(self.root)
+            self.episodes = _load_episodes_v3(self)
+        else:
+            self.tasks = _load_tasks_v2(self.root)
+            self.episodes = _load_episodes_v2(self)
+        self._stats: dict[str, Any] | None = None
+
+    # ---- derived views -------------------------------------------------------------------------
+    @property
+    def is_v3(self) -> bool:
+        return self.codebase_version == "v3.0"
+
+    @property
+    def camera_keys(self) -> list[str]:
+        """Keys of camera features (``video`` and ``image`` dtypes), in ``info.json`` order."""
+        return [k for k, f in self.features.items() if f.is_camera]
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [k for k, f in self.features.items() if f.is_video]
+
+    @property
+    def total_episodes(self) -> int:
+        return len(self.episodes)
+
+    @property
+    def total_frames(self) -> int:
+        return sum(e.length for e in self.episodes.values())
+
+    def episode_files(self, episode_index: int, cameras: Iterable[str] | None = None) -> list[Path]:
+        """Absolute paths of the files one episode needs: its data parquet and its camera videos."""
+        ep = self.episodes[episode_index]
+        keys = self.video_keys if cameras is None else [k for k in cameras if k in ep.videos]
+        return [self.path(ep.data_path)] + [self.path(ep.videos[k].path) for k in keys]
+
+    def path(self, relative: str) -> Path:
+        """Absolute path of a file named relative to the dataset root (already checked safe)."""
+        return self.root / relative
+
+    def check_files(self, episodes: Iterable[int], cameras: Iterable[str] | None = None) -> None:
+        """Raise :class:`MissingFilesError` if any file of ``episodes`` is absent."""
+        cams = None if cameras is None else list(cameras)
+        missing: list[Path] = []
+        for e in episodes:
+            missing += [p for p in self.episode_files(e, cams) if not p.is_file()]
+        if missing:
+            present = [
+                e for e in self.episodes if all(p.is_file() for p in self.episode_files(e, cams))
+            ]
+            raise MissingFilesError(self.root, missing, present)
+
+    def stats(self) -> dict[str, Any]:
+        """The dataset's stored statistics (``meta/stats.json``), or ``{}`` when there is none."""
+        if self._stats is None:
+            p = self.root / "meta" / "stats.json"
+            self._stats = _read_json(p) if p.is_file() else {}
+        return self._stats
+
+    def __repr__(self) -> str:
+        return (
+            f"DatasetMeta(root={str(self.root)!r}, version={self.codebase_version}, fps={self.fps}, "
+            f"episodes={self.total_episodes}, frames={self.total_frames}, cameras={self.camera_keys})"
+        )
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise MetadataError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise MetadataError(f"{path}: cannot be read ({e})") from None
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise MetadataError(f"{path}: missing")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise MetadataError(f"{path}:{n}: not valid JSON ({e})") from None
+    return rows
+
+
+def _required(d: Mapping[str, Any], key: str, path: Path) -> Any:
+    if key not in d:
+        raise MetadataError(f"{path}: required field {key!r} is missing")
+    return d[key]
+
+
+def _parse_features(raw: Any, path: Path) -> dict[str, Feature]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise MetadataError(f"{path}: 'features' must be a non-empty object")
+    out: dict[str, Feature] = {}
+    for key, spec in raw.items():
+        if not isinstance(spec, Mapping) or "dtype" not in spec:
+            raise MetadataError(f"{path}: feature {key!r} has no dtype")
+        shape = spec.get("shape") or []
+        try:
+            shape_t = tuple(int(s) for s in shape)
+        except (TypeError, ValueError):
+            raise MetadataError(f"{path}: feature {key!r} has a malformed shape {shape!r}") from None
+        out[key] = Feature(
+            key=key,
+            dtype=str(spec["dtype"]),
+            shape=shape_t,
+            names=flatten_names(spec.get("names")),
+            info=dict(spec.get("info") or {}),
+        )
+    return out
+
+
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a parquet file, turning any failure into a :class:`DataFileError` naming the file."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as e:
+        raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
+
+
+def _load_tasks_v3(root: Path) -> dict[int, str]:
+    path = root / "meta" / "tasks.parquet"
+    if not path.is_file():
+        raise MetadataError(f"{path}: missing")
+    t = read_parquet(path)
+    names = t.column_names
+    if "task_index" not in names:
+        raise MetadataError(f"{path}: no 'task_index' column (columns: {names})")
+    # LeRobot writes the task string as the pandas index ('__index_level_0__'); accept a plain
+    # 'task' column too.
+    text_col = "task" if "task" in names else next((c for c in names if c != "task_index"), None)
+    if text_col is None:
+        raise MetadataError(f"{path}: no task text column (columns: {names})")
+    idx = t.column("task_index").to_pylist()
+    txt = t.column(text_col).to_pylist()
+    return {int(i): str(s) for i, s in zip(idx, txt)}
+
+
+def _load_tasks_v2(root: Path) -> dict[int, str]:
+    path = root / "meta" / "tasks.jsonl"
+    out: dict[int, str] = {}
+    for row in _read_jsonl(path):
+        try:
+            out[int(row["task_index"])] = str(row["task"])
+        except (KeyError, TypeError, ValueError):
+            raise MetadataError(f"{path}: malformed task row {row!r}") from None
+    return out
+
+
+def _load_episodes_v3(meta: DatasetMeta) -> dict[int, Episode]:
+    root = meta.root
+    ep_dir = root / "meta" / "episodes"
+    files = sorted(ep_dir.glob("chunk-*/file-*.parquet"))
+    if not files:
+        raise MetadataError(f"{ep_dir}: no episode tables (chunk-*/file-*.parquet)")
+    info_path = root / "meta" / "info.json"
+    data_tmpl = _required(meta.info, "data_path", info_path)
+    video_tmpl = meta.info.get("video_path")
+    if meta.video_keys and video_tmpl is None:
+        raise MetadataError(f"{info_path}: the dataset has video features but no 'video_path'")
+    rows: list[dict[str, Any]] = []
+    for f in files:
+        try:
+            names = pq.read_schema(f).names
+        except (pa.ArrowException, OSError) as e:
+            raise DataFileError(f"{f}: cannot be read as parquet ({e})") from None
+        rows += read_parquet(f, columns=[c for c in names if not c.startswith("stats/")]).to_pylist()
+    episodes: dict[int, Episode] = {}
+    for r in rows:
+        try:
+            e = int(r["episode_index"])
+            data_rel = format_template(
+                data_tmpl, root, "data_path",
+                chunk_index=int(r["data/chunk_index"]), file_index=int(r["data/file_index"]),
+            )
+            videos = {}
+            for key in meta.video_keys:
+                rel = format_template(
+                    video_tmpl, root, "video_path", video_key=key,
+                    chunk_index=int(r[f"videos/{key}/chunk_index"]),
+                    file_index=int(r[f"videos/{key}/file_index"]),
+                )
+                safe_join(root, rel, f"video path of episode {e}, camera {key!r}")
+                videos[key] = VideoRef(
+                    rel, float(r[f"videos/{key}/from_timestamp"]), float(r[f"videos/{key}/to_timestamp"])
+                )
+            safe_join(root, data_rel, f"data path of episode {e}")
+            episodes[e] = Episode(
+                episode_index=e,
+                length=int(r["length"]),
+                dataset_from_index=int(r["dataset_from_index"]),
+                dataset_to_index=int(r["dataset_to_index"]),
+                tasks=tuple(r.get("tasks") or ()),
+                data_path=data_rel,
+                videos=videos,
+            )
+        except KeyError as k:
+            raise MetadataError(f"{ep_dir}: episode row lacks column {k} ({sorted(r)[:8]}...)") from None
+    return dict(sorted(episodes.items()))
+
+
+def _load_episodes_v2(meta: DatasetMeta) -> dict[int, Episode]:
+    root = meta.root
+    info_path = root / "meta" / "info.json"
+    rows = _read_jsonl(root / "meta" / "episodes.jsonl")
+    data_tmpl = _required(meta.info, "data_path", info_path)
+    video_tmpl = meta.info.get("video_path")
+    if meta.video_keys and video_tmpl is None:
+        raise MetadataError(f"{info_path}: the dataset has video features but no 'video_path'")
+    try:
+        rows.sort(key=lambda r: int(r["episode_index"]))
+    except (KeyError, TypeError, ValueError):
+        raise MetadataError(f"{root / 'meta' / 'episodes.jsonl'}: a row has no valid episode_index") from None
+    episodes: dict[int, Episode] = {}
+    start = 0
+    for r in rows:
+        e = int(r["episode_index"])
+        length = int(r.get("length", 0))
+        chunk = e // meta.chunks_size
+        data_rel = format_template(data_tmpl, root, "data_path", episode_chunk=chunk, episode_index=e)
+        safe_join(root, data_rel, f"data path of episode {e}")
+        videos = {}
+        for key in meta.video_keys:
+            rel = format_template(
+                video_tmpl, root, "video_path", episode_chunk=chunk, episode_index=e, video_key=key
+            )
+            safe_join(root, rel, f"video path of episode {e}, camera {key!r}")
+            videos[key] = VideoRef(rel, 0.0, length / meta.fps)
+        episodes[e] = Episode(
+            episode_index=e,
+            length=length,
+            dataset_from_index=start,
+            dataset_to_index=start + length,
+            tasks=tuple(r.get("tasks") or ()),
+            data_path=data_rel,
+            videos=videos,
+        )
+        start += length
+    return episodes
