@@ -141,7 +141,7 @@ class Dataset:
         if i < -n or i >= n:
             raise IndexError(f"index {i} out of range for a dataset of {n} frames")
         batch = self.get_batch(np.array([i % n], dtype=np.int64))
-        return {k: (v[0] if k != "task" else v[0]) for k, v in batch.items()}
+        return {k: (v[0] if k == "task" else v[0, ...]) for k, v in batch.items()}
 
     @property
     def fps(self) -> float:

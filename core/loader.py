@@ -1,0 +1,153 @@
+"""The NumPy batch loader: a sampler's order cut into batches, assembled by a pool of decode workers.
+
+Workers are threads: PyAV releases the GIL while decoding and converting frames, and batch assembly
+is NumPy, so threads scale on the cores without copying decoded frames between processes. Batches
+are delivered in sampler order whatever the number of workers; an error in a worker is raised in the
+caller (the original exception, with its traceback).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Iterator
+
+import numpy as np
+
+from .sampler import Sampler, SequentialSampler, ShuffleSampler
+
+
+class Loader:
+    """Iterate a :class:`prf.Dataset` in batches of NumPy arrays.
+
+    Args:
+        dataset: the dataset.
+        batch_size: samples per batch.
+        shuffle: uniform shuffle per epoch (ignored when ``sampler`` is given).
+        seed: seed of the shuffle; the order depends only on ``(seed, epoch)`` (and rank/world_size).
+        drop_last: drop the last incomplete batch.
+        num_workers: decode threads (0: assemble batches in the calling thread).
+        prefetch: batches in flight per worker.
+        sampler: a :class:`prf.sampler.Sampler` (default: sequential, or shuffle with ``shuffle=True``).
+        rank, world_size: distributed shard (default: from torch.distributed / ``RANK``, ``WORLD_SIZE``).
+
+    Each batch is ``{key: ndarray [B, ...]}`` (cameras ``uint8 [B, H, W, C]`` / ``[B, T, H, W, C]``),
+    ``{key}_is_pad`` ``bool [B, T]``, and ``"task"`` as ``list[str]``.
+
+    Epochs: iterating uses the current epoch (:meth:`set_epoch`); a pass that runs to its end moves
+    the loader to the next epoch. :meth:`state_dict` taken between batches resumes with the next
+    undelivered batch.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int = 1,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_workers: int = 0,
+        prefetch: int = 2,
+        sampler: Sampler | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0 or prefetch < 1:
+            raise ValueError("num_workers must be >= 0 and prefetch >= 1")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.drop_last = bool(drop_last)
+        self.num_workers = int(num_workers)
+        self.prefetch = int(prefetch)
+        if sampler is None:
+            cls = ShuffleSampler if shuffle else SequentialSampler
+            sampler = cls(len(dataset), seed=seed, rank=rank, world_size=world_size)
+        self.sampler = sampler
+        self._skip_batches = 0  # batches of the current epoch already delivered (resume)
+        self._delivered = 0
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order the next iteration follows (restarts at its first batch)."""
+        self.sampler.set_epoch(epoch)
+        self._skip_batches = 0
+        self._delivered = 0
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def batch_indices(self, epoch: int | None = None) -> list[np.ndarray]:
+        """The epoch's batches as arrays of dataset positions (what :meth:`__iter__` will load)."""
+        order = self.sampler.indices(epoch)
+        bs = self.batch_size
+        stop = (order.size // bs) * bs if self.drop_last else order.size
+        return [order[i : i + bs] for i in range(0, stop, bs)]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        batches = self.batch_indices()
+        skip = self._skip_batches
+        self._delivered = skip
+        todo = batches[skip:]
+        get = self.dataset.get_batch
+        if self.num_workers == 0:
+            for b in todo:
+                batch = get(b)
+                self._delivered += 1
+                yield batch
+        else:
+            pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="prf-decode")
+            pending: deque[Future] = deque()
+            it = iter(todo)
+            try:
+                for b in it:
+                    pending.append(pool.submit(get, b))
+                    if len(pending) >= self.num_workers * self.prefetch:
+                        break
+                while pending:
+                    batch = pending.popleft().result()
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        pending.append(pool.submit(get, nxt))
+                    self._delivered += 1
+                    yield batch
+            finally:
+                for f in pending:
+                    f.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+        # the pass ran to its end: the next iteration is the next epoch
+        self.sampler.set_epoch(self.sampler.epoch + 1)
+        self._skip_batches = 0
+        self._delivered = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader stands: epoch, batches delivered in it, and the sampler's state."""
+        return {
+            "epoch": self.sampler.epoch,
+            "batches_delivered": self._delivered,
+            "batch_size": self.batch_size,
+            "sampler": self.sampler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume: the next iteration starts with the first batch not delivered before ``state``."""
+        if int(state.get("batch_size", self.batch_size)) != self.batch_size:
+            raise ValueError(
+                f"the state was taken with batch_size={state['batch_size']}, this loader has {self.batch_size}"
+            )
+        self.sampler.load_state_dict(state["sampler"])
+        self.sampler.set_epoch(int(state["epoch"]))
+        self._skip_batches = int(state["batches_delivered"])
+        self._delivered = self._skip_batches
+
+    def __repr__(self) -> str:
+        return (
+            f"prf.Loader(batch_size={self.batch_size}, batches={len(self)}, num_workers={self.num_workers}, "
+            f"sampler={self.sampler!r})"
+        )
