@@ -94,8 +94,12 @@ class Loader:
         batches = self.batch_indices()
         skip = self._skip_batches
         self._delivered = skip
-        todo = batches[skip:]
-        get = self.dataset.get_batch
+        todo = list(enumerate(batches))[skip:]
+        epoch = self.sampler.epoch
+
+        def get(item: tuple[int, np.ndarray]) -> dict[str, Any]:
+            return self._load(epoch, item[0], item[1])
+
         if self.num_workers == 0:
             for b in todo:
                 batch = get(b)
@@ -125,6 +129,11 @@ class Loader:
         self.sampler.set_epoch(self.sampler.epoch + 1)
         self._skip_batches = 0
         self._delivered = 0
+
+    def _load(self, epoch: int, batch_no: int, indices: np.ndarray) -> dict[str, Any]:
+        """Assemble batch ``batch_no`` of ``epoch`` (runs in a worker). Per-batch randomness (transforms)
+        must be drawn from ``(seed, epoch, batch_no)`` only, so a resumed run repeats it exactly."""
+        return self.dataset.get_batch(indices)
 
     def state_dict(self) -> dict[str, Any]:
         """Where the loader stands: epoch, batches delivered in it, and the sampler's state."""
