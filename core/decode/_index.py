@@ -115,12 +115,18 @@ def build_index(path: str | Path) -> VideoIndex:
             pix_fmt = cc.format.name if cc.format is not None else (cc.pix_fmt or "")
             tb = stream.time_base or Fraction(1, 1)
             rate = stream.average_rate
+            declared = int(stream.frames or 0)
     except VideoError:
         raise
     except (av.FFmpegError, OSError, ValueError) as e:
         raise VideoError(f"{path}: cannot be opened or demuxed as video ({e})") from None
     if not pts:
         raise VideoError(f"{path}: the video stream has no frames (empty or truncated file)")
+    if declared and len(pts) < declared:
+        raise VideoError(
+            f"{path}: the container declares {declared} frames but only {len(pts)} could be read; "
+            f"the file is truncated or corrupt"
+        )
     p = np.asarray(pts, dtype=np.int64)
     k = np.asarray(key, dtype=bool)
     order = np.argsort(p, kind="stable")
