@@ -125,12 +125,20 @@ def test_decoder_state_is_not_inherited_across_fork():
     p = dataset_path("pusht_sim_v30") / "videos" / "observation.image" / "chunk-000" / "file-000.mp4"
     be = PyAVBackend()
     want = np.array([10, 11, 400, 3000])
-    parent = be.decode_frames(p, want)  # the parent now holds an open container
+    parent = be.decode_frames(p, want)  # the parent now holds an open container (with decoder threads)
     ctx = mp.get_context("fork")
+    # pickled into pool workers
     with ctx.Pool(2) as pool:
         children = pool.map(_child_decode, [(be, str(p), want)] * 2)
     for c in children:
         assert np.array_equal(c, parent)
+    # inherited as is by a forked child (as DataLoader workers inherit the dataset): must not hang
+    q = ctx.Queue()
+    child = ctx.Process(target=lambda: q.put(be.decode_frames(p, want)))
+    child.start()
+    got = q.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0 and np.array_equal(got, parent)
 
 
 def test_not_a_video(tmp_path):

@@ -18,6 +18,10 @@ from ..errors import VideoError
 from ._index import VideoIndex, get_index
 
 
+#: decoder state inherited across fork: kept alive and untouched in the child (see PyAVBackend._open).
+_INHERITED: list = []
+
+
 class _OpenVideo:
     """An open container + stream and the decoder's position (last presented frame index)."""
 
@@ -108,7 +112,11 @@ class PyAVBackend:
     def _open(self, path: str) -> _OpenVideo:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            local.pid = os.getpid()  # after a fork: never reuse the parent's FFmpeg state
+            # After a fork: never reuse the parent's FFmpeg state, and never free it either (closing a
+            # decoder whose threads stayed in the parent blocks forever), so it is kept, unused.
+            if getattr(local, "open", None):
+                _INHERITED.append(local.open)
+            local.pid = os.getpid()
             local.open = OrderedDict()
         cache: OrderedDict[str, _OpenVideo] = local.open
         v = cache.get(path)
