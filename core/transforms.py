@@ -14,8 +14,7 @@ gets the same augmentation after a resume, on any number of workers.
 The kernels (resize, rotation, hue) run in OpenCV (``opencv-python-headless``, extra
 ``prf[transforms]``): measured 10-30x faster than hand-written NumPy and 3-10x faster than Pillow on
 these kernels (``benches/bench_transforms.py``). Parameter ranges follow ``torchvision.transforms``;
-colour jitter runs in ``float32`` and rounds once at the end (torchvision rounds after each step), so
-values are close to but not bit-equal with torchvision's.
+values are close to, not bit-equal with, torchvision's (OpenCV's fixed-point rounding).
 """
 
 from __future__ import annotations
@@ -276,11 +275,11 @@ class ColorJitter(Transform):
     ``brightness``, ``contrast``, ``saturation``: ``v`` draws a factor from ``[max(0, 1 - v), 1 + v]``
     (or give ``(min, max)``); brightness scales the pixels, contrast blends with the frame's mean grey,
     saturation with each pixel's grey (ITU-R 601 luma: 0.299, 0.587, 0.114). ``hue``: ``v`` in ``[0, 0.5]``
-    draws a shift from ``[-v, v]`` turns of the HSV hue circle. Needs 3-channel RGB frames.
+    draws a shift from ``[-v, v]`` turns of the HSV hue circle. Needs 3-channel RGB frames. Each step
+    rounds to ``uint8`` (as torchvision does on ``uint8`` tensors); the hue step runs in ``float32`` HSV.
     """
 
     _OPS = ("brightness", "contrast", "saturation", "hue")
-    _GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
     def __init__(self, brightness: float | Sequence[float] = 0.0, contrast: float | Sequence[float] = 0.0,
                  saturation: float | Sequence[float] = 0.0, hue: float | Sequence[float] = 0.0):
@@ -292,61 +291,44 @@ class ColorJitter(Transform):
             raise ValueError(f"hue must be within [-0.5, 0.5], got {hue!r}")
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        cv2 = _cv2()
         B, T, h, w, C = x.shape
         if C != 3:
             raise ValueError(f"ColorJitter needs RGB frames (C == 3), got C == {C}")
         perms = list(itertools.permutations(range(4)))
         order = rng.integers(0, len(perms), size=B)
-        factors = {
+        k = {
             "brightness": rng.uniform(*self.brightness, size=B),
             "contrast": rng.uniform(*self.contrast, size=B),
             "saturation": rng.uniform(*self.saturation, size=B),
             "hue": rng.uniform(*self.hue, size=B),
         }
-        active = [name for name, rg, ident in (("brightness", self.brightness, 1.0), ("contrast", self.contrast, 1.0),
+        active = {name for name, rg, ident in (("brightness", self.brightness, 1.0), ("contrast", self.contrast, 1.0),
                                                ("saturation", self.saturation, 1.0), ("hue", self.hue, 0.0))
-                  if rg != (ident, ident)]
-        if not active or B == 0:
-            return x.copy()
-        f = x.astype(np.float32) * np.float32(1.0 / 255.0)
-        for o in np.unique(order).tolist():
-            sel = np.flatnonzero(order == o)
-            part = f[sel]
-            for op_i in perms[o]:
-                name = self._OPS[op_i]
-                if name in active:
-                    part = getattr(self, f"_{name}")(part, factors[name][sel].astype(np.float32))
-            f[sel] = part
-        return (np.clip(f, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
-
-    @staticmethod
-    def _bcast(v: np.ndarray) -> np.ndarray:
-        return v[:, None, None, None, None]
-
-    def _brightness(self, f: np.ndarray, k: np.ndarray) -> np.ndarray:
-        return np.clip(f * self._bcast(k), 0.0, 1.0)
-
-    def _contrast(self, f: np.ndarray, k: np.ndarray) -> np.ndarray:
-        mean = (f @ self._GREY).mean(axis=(2, 3))[:, :, None, None, None]  # per frame
-        kb = self._bcast(k)
-        return np.clip(kb * f + (1.0 - kb) * mean, 0.0, 1.0)
-
-    def _saturation(self, f: np.ndarray, k: np.ndarray) -> np.ndarray:
-        grey = (f @ self._GREY)[..., None]
-        kb = self._bcast(k)
-        return np.clip(kb * f + (1.0 - kb) * grey, 0.0, 1.0)
-
-    def _hue(self, f: np.ndarray, k: np.ndarray) -> np.ndarray:
-        cv2 = _cv2()
-        out = np.empty_like(f)
-        for b in range(f.shape[0]):
-            if k[b] == 0:
-                out[b] = f[b]
-                continue
-            for t in range(f.shape[1]):
-                hsv = cv2.cvtColor(np.ascontiguousarray(f[b, t]), cv2.COLOR_RGB2HSV)  # H in degrees
-                hsv[..., 0] = np.mod(hsv[..., 0] + np.float32(k[b] * 360.0), np.float32(360.0))
-                out[b, t] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+                  if rg != (ident, ident)}
+        out = x.copy()
+        if not active:
+            return out
+        for b in range(B):
+            ops = [self._OPS[i] for i in perms[order[b]] if self._OPS[i] in active]
+            for t in range(T):
+                img = np.ascontiguousarray(x[b, t])
+                for name in ops:
+                    f = float(k[name][b])
+                    if name == "brightness":  # saturate(round(f * x))
+                        img = cv2.convertScaleAbs(img, alpha=f)
+                    elif name == "contrast":  # blend with the frame's mean grey
+                        mean = float(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).mean())
+                        img = cv2.addWeighted(img, f, img, 0.0, (1.0 - f) * mean)
+                    elif name == "saturation":  # blend with each pixel's grey
+                        grey = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+                        img = cv2.addWeighted(img, f, grey, 1.0 - f, 0.0)
+                    elif f != 0.0:  # hue: rotate the HSV hue (float, degrees)
+                        hsv = cv2.cvtColor(img.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2HSV)
+                        hsv[..., 0] = np.mod(hsv[..., 0] + np.float32(f * 360.0), np.float32(360.0))
+                        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+                        img = cv2.convertScaleAbs(rgb, alpha=255.0)
+                out[b, t] = img
         return out
 
 

@@ -268,3 +268,25 @@ def test_default_rank_world_size_from_environment(monkeypatch):
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("WORLD_SIZE")
     assert default_rank_world_size() == (0, 1)
+
+
+def test_real_dataset_task_weights_and_chunks():
+    from conftest import dataset_path
+
+    ds = prf.open_dataset(dataset_path("aloha_multicam_v30"), cameras=[])
+    tasks = ds.meta.tasks
+    assert len(tasks) == 2
+    task_of = ds.column("task_index")
+    s = prf.WeightedSampler(ds, {tasks[0]: 3.0, tasks[1]: 1.0}, by="task", num_samples=8000, seed=0)
+    assert abs((task_of[s.indices()] == 0).mean() - 0.75) < 0.02
+    c = prf.EpisodeChunkSampler(ds, 50, seed=0)
+    got = np.concatenate([b["index"] for b in ds.loader(50, sampler=c)]) - ds.column("index")[0]
+    ep = ds.column("episode_index")
+    by_start = dict(zip(c.chunk_starts.tolist(), c.chunk_lengths.tolist()))
+    i = 0
+    while i < got.size:  # the delivered order is whole chunks, each inside one episode
+        n = by_start[int(got[i])]
+        np.testing.assert_array_equal(got[i : i + n], np.arange(got[i], got[i] + n))
+        assert ep[got[i]] == ep[got[i] + n - 1]
+        i += n
+    assert sorted(got.tolist()) == list(range(len(ds)))
