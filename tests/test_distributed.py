@@ -141,3 +141,17 @@ def test_torch_sampler_with_dataloader_workers_and_ranks(pusht):
         assert idx == ts.sampler.indices(1).tolist()
         got.append(idx)
     assert set(got[0]) | set(got[1]) == set(range(len(pusht)))
+
+
+@pytest.mark.parametrize("n", [1, 5, 7, 12, 13])
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_pad_and_drop_policy_is_distributed_samplers(n, world_size, drop_last):
+    """The documented policy: shards equal torch's DistributedSampler's for the same global order."""
+    if drop_last and n < world_size:
+        return
+    for r in range(world_size):
+        ours = prf.SequentialSampler(n, rank=r, world_size=world_size, drop_last=drop_last).indices().tolist()
+        theirs = list(torch.utils.data.distributed.DistributedSampler(
+            range(n), num_replicas=world_size, rank=r, shuffle=False, drop_last=drop_last))
+        assert ours == theirs
