@@ -10,6 +10,20 @@ from .dataset import Dataset
 from .decode import DecodeBackend, PyAVBackend, VideoIndex
 from .errors import PrfError
 from .meta import DatasetMeta, Episode, Feature, VideoRef
+from . import transforms
+from .loader import Loader
+from .normalize import Normalizer
+from .sampler import (
+    EpisodeChunkSampler,
+    FilteredSampler,
+    Sampler,
+    SequentialSampler,
+    ShuffleSampler,
+    WeightedSampler,
+    select_episodes,
+    train_val_split,
+)
+from .stats import compute_stats
 
 __version__ = "0.1.0"
 
@@ -25,5 +39,17 @@ __all__ = [
     "VideoIndex",
     "PrfError",
     "errors",
+    "Loader",
+    "Sampler",
+    "SequentialSampler",
+    "ShuffleSampler",
+    "FilteredSampler",
+    "EpisodeChunkSampler",
+    "WeightedSampler",
+    "select_episodes",
+    "train_val_split",
+    "compute_stats",
+    "Normalizer",
+    "transforms",
     "__version__",
 ]

@@ -209,6 +209,24 @@ class Dataset:
         out["task"] = [tasks.get(int(t), "") for t in out["task_index"].reshape(pos.size, -1)[:, 0]]
         return out
 
+    def stats(self, episodes: Iterable[int] | None = None) -> dict[str, dict[str, np.ndarray]]:
+        """The dataset's stored feature statistics, aggregated over the selected episodes.
+
+        ``meta/stats.json`` when every episode of the dataset is selected (what LeRobot normalizes
+        with); else the per-episode stats (v3.0 ``stats/*`` columns of ``meta/episodes``, v2.1
+        ``meta/episodes_stats.jsonl``) aggregated as LeRobot's ``aggregate_stats`` over the selection
+        (or over ``episodes``, a subset of it). Layout: ``{key: {"mean", "std", "min", "max", "count",
+        "q01", ...: ndarray}}``; cameras per channel on ``[0, 1]``, ``[C, 1, 1]``.
+
+        Raises:
+            StatsError: nothing is stored (use :func:`prf.compute_stats`), or ``episodes`` is not a
+                subset of the selection. Warns when only ``stats.json`` exists and the selection is
+                partial (the stats then cover all episodes).
+        """
+        from .stats import dataset_stats
+
+        return dataset_stats(self, episodes)
+
     def loader(self, batch_size: int = 1, **kwargs: Any):
         """A :class:`prf.Loader` over this dataset; see its docstring for the options."""
         from .loader import Loader

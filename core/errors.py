@@ -76,6 +76,15 @@ class WriteError(PrfError):
     """Writing a dataset failed; nothing partial is left at the destination."""
 
 
+class SamplerError(PrfError, ValueError):
+    """A sampler's arguments are inconsistent (unknown episode, bad weights), or a state to resume
+    from belongs to another sampler, shard or dataset."""
+
+
+class StatsError(PrfError):
+    """Feature statistics are missing or malformed, or a normalization cannot be applied with them."""
+
+
 def _short_list(values: list[int], limit: int = 20) -> str:
     if len(values) <= limit:
         return str(values)
@@ -94,4 +103,6 @@ __all__ = [
     "TimestampError",
     "DeltaTimestampsError",
     "WriteError",
+    "SamplerError",
+    "StatsError",
 ]

@@ -30,6 +30,16 @@ class Loader:
         prefetch: batches in flight per worker.
         sampler: a :class:`prf.sampler.Sampler` (default: sequential, or shuffle with ``shuffle=True``).
         rank, world_size: distributed shard (default: from torch.distributed / ``RANK``, ``WORLD_SIZE``).
+        normalize: ``{key: mode}`` with modes ``"mean_std"``, ``"min_max"``, ``"quantiles"``,
+            ``"quantile10"``, ``"identity"`` (LeRobot's normalization modes; see :mod:`prf.normalize`).
+            Normalized keys become ``float32``; cameras are scaled to ``[0, 1]`` first, as LeRobot's
+            stats are. Applied after ``transform``.
+        stats: the statistics ``normalize`` uses (default: ``dataset.stats()``, the stored stats of the
+            selected episodes; see :func:`prf.compute_stats` for datasets without them).
+        transform: an image transform of :mod:`prf.transforms` applied to every camera, or
+            ``{camera_key: transform}``; runs in the workers on ``uint8`` frames, with per-sample
+            randomness drawn from ``(seed, rank, epoch, batch number, camera)`` only, so a resumed run
+            repeats it exactly.
 
     Each batch is ``{key: ndarray [B, ...]}`` (cameras ``uint8 [B, H, W, C]`` / ``[B, T, H, W, C]``),
     ``{key}_is_pad`` ``bool [B, T]``, and ``"task"`` as ``list[str]``.
@@ -52,6 +62,9 @@ class Loader:
         sampler: Sampler | None = None,
         rank: int | None = None,
         world_size: int | None = None,
+        normalize: Any = None,
+        stats: Any = None,
+        transform: Any = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -66,6 +79,18 @@ class Loader:
             cls = ShuffleSampler if shuffle else SequentialSampler
             sampler = cls(len(dataset), seed=seed, rank=rank, world_size=world_size)
         self.sampler = sampler
+        self.seed = int(seed)
+        cameras = list(getattr(dataset, "cameras", []) or [])
+        self._transform = None
+        if transform is not None:
+            from .transforms import CameraTransforms
+
+            self._transform = CameraTransforms(transform, cameras)
+        self._normalizer = None
+        if normalize:
+            from .normalize import Normalizer
+
+            self._normalizer = Normalizer(normalize, dataset.stats() if stats is None else stats, cameras=cameras)
         self._skip_batches = 0  # batches of the current epoch already delivered (resume)
         self._delivered = 0
 
@@ -133,7 +158,12 @@ class Loader:
     def _load(self, epoch: int, batch_no: int, indices: np.ndarray) -> dict[str, Any]:
         """Assemble batch ``batch_no`` of ``epoch`` (runs in a worker). Per-batch randomness (transforms)
         must be drawn from ``(seed, epoch, batch_no)`` only, so a resumed run repeats it exactly."""
-        return self.dataset.get_batch(indices)
+        batch = self.dataset.get_batch(indices)
+        if self._transform is not None:
+            batch = self._transform(batch, key=(self.seed, self.sampler.rank, int(epoch), int(batch_no)))
+        if self._normalizer is not None:
+            batch = self._normalizer(batch)
+        return batch
 
     def state_dict(self) -> dict[str, Any]:
         """Where the loader stands: epoch, batches delivered in it, and the sampler's state."""
@@ -141,6 +171,7 @@ class Loader:
             "epoch": self.sampler.epoch,
             "batches_delivered": self._delivered,
             "batch_size": self.batch_size,
+            "seed": self.seed,
             "sampler": self.sampler.state_dict(),
         }
 
@@ -150,6 +181,7 @@ class Loader:
             raise ValueError(
                 f"the state was taken with batch_size={state['batch_size']}, this loader has {self.batch_size}"
             )
+        self.seed = int(state.get("seed", self.seed))
         self.sampler.load_state_dict(state["sampler"])
         self.sampler.set_epoch(int(state["epoch"]))
         self._skip_batches = int(state["batches_delivered"])

@@ -8,23 +8,37 @@ Camera features are per channel on values scaled to ``[0, 1]``, shaped ``[C, 1, 
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from .errors import StatsError
 
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 
 
-def feature_stats(values: np.ndarray, *, is_camera: bool = False) -> dict[str, np.ndarray]:
+def feature_stats(values: np.ndarray, *, is_camera: bool = False, quantiles: str = "exact") -> dict[str, np.ndarray]:
     """Statistics of one feature over the frames of ``values``.
 
     Args:
         values: ``[N, ...]`` numeric values, or ``uint8 [N, H, W, C]`` frames when ``is_camera``.
+        quantiles: ``"exact"`` (``numpy.quantile``) or ``"histogram"`` (LeRobot's estimate from a
+            5000-bin histogram over ``[min, max]``, see :func:`histogram_quantiles`).
 
     Returns:
         ``{stat: float64 array}``; ``count`` is ``int64 [1]``.
     """
     v = np.asarray(values)
+    if is_camera and v.dtype == np.uint8 and quantiles == "histogram":
+        st = _uint8_channel_stats(v, list(QUANTILES.values()))
+        out = {k: st[k].reshape(v.shape[-1], 1, 1) for k in ("min", "max", "mean", "std")}
+        out["count"] = np.array([v.shape[0]], dtype=np.int64)
+        for name in QUANTILES:
+            out[name] = st[name].reshape(v.shape[-1], 1, 1)
+        return out
     if is_camera:
         x = v.astype(np.float64).reshape(-1, v.shape[-1]) / 255.0  # [N*H*W, C]
         keep = (v.shape[-1], 1, 1)
@@ -38,7 +52,12 @@ def feature_stats(values: np.ndarray, *, is_camera: bool = False) -> dict[str, n
         "std": x.std(axis=0).reshape(keep),
         "count": np.array([v.shape[0]], dtype=np.int64),
     }
-    qs = np.quantile(x, list(QUANTILES.values()), axis=0)
+    if quantiles == "histogram":
+        qs = histogram_quantiles(x, list(QUANTILES.values()))
+    elif quantiles == "exact":
+        qs = np.quantile(x, list(QUANTILES.values()), axis=0)
+    else:
+        raise ValueError(f"quantiles must be 'exact' or 'histogram', got {quantiles!r}")
     for j, name in enumerate(QUANTILES):
         out[name] = qs[j].reshape(keep)
     return out
@@ -80,3 +99,266 @@ def aggregate_stats(per_episode: Iterable[Mapping[str, Mapping[str, Any]]]) -> d
 def stats_to_json(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Stats with arrays turned into nested lists (for ``stats.json``)."""
     return {k: {s: np.asarray(v).tolist() for s, v in d.items()} for k, d in stats.items()}
+
+
+HISTOGRAM_BINS = 5000
+
+
+def histogram_quantiles(x: np.ndarray, qs: Sequence[float], bins: int = HISTOGRAM_BINS) -> np.ndarray:
+    """Quantiles per column of ``x [N, D]`` estimated as LeRobot's ``RunningQuantileStats`` does for one
+    batch: a ``bins``-bin histogram over ``[min - 1e-10, max + 1e-10]``, the first bin whose cumulative
+    count reaches ``q * N``, linear interpolation inside it. With fewer than 2 rows every quantile is
+    the mean (as LeRobot). Resolution: one bin, ``(max - min) / bins``.
+
+    Returns:
+        ``float64 [len(qs), D]``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n, d = x.shape
+    out = np.empty((len(qs), d), dtype=np.float64)
+    if n < 2:
+        out[:] = x.mean(axis=0) if n else np.nan
+        return out
+    for j in range(d):
+        col = x[:, j]
+        edges = np.linspace(col.min() - 1e-10, col.max() + 1e-10, bins + 1)
+        hist, _ = np.histogram(col, bins=edges)
+        out[:, j] = _quantiles_from_histogram(hist, edges, n, qs)
+    return out
+
+
+def _quantiles_from_histogram(hist: np.ndarray, edges: np.ndarray, n: int, qs: Sequence[float]) -> np.ndarray:
+    cum = np.cumsum(hist)
+    bins = hist.size
+    out = np.empty(len(qs), dtype=np.float64)
+    for i, q in enumerate(qs):
+        target = q * n
+        k = int(np.searchsorted(cum, target))
+        if k == 0:
+            out[i] = edges[0]
+        elif k >= bins:
+            out[i] = edges[-1]
+        else:
+            before = cum[k - 1]
+            inside = cum[k] - before
+            out[i] = edges[k] if inside == 0 else edges[k] + (target - before) / inside * (edges[k + 1] - edges[k])
+    return out
+
+
+def _uint8_channel_stats(frames: np.ndarray, qs: Sequence[float], bins: int = HISTOGRAM_BINS) -> dict[str, np.ndarray]:
+    """Per-channel stats of ``uint8 [..., C]`` frames on the ``[0, 1]`` scale from 256-value counts
+    (exact mean/std/min/max; quantiles as :func:`histogram_quantiles` on the raw values / 255)."""
+    c = frames.shape[-1]
+    flat = np.ascontiguousarray(frames).reshape(-1, c)
+    n = flat.shape[0]
+    values = np.arange(256, dtype=np.float64)
+    res = {name: np.empty(c) for name in ("min", "max", "mean", "std")}
+    qv = np.empty((len(qs), c))
+    for j in range(c):
+        counts = np.bincount(flat[:, j], minlength=256).astype(np.float64)
+        present = np.flatnonzero(counts)
+        mean = counts @ values / n
+        var = counts @ (values - mean) ** 2 / n
+        lo, hi = float(present[0]), float(present[-1])
+        res["min"][j], res["max"][j], res["mean"][j], res["std"][j] = lo, hi, mean, np.sqrt(var)
+        if n < 2:
+            qv[:, j] = mean
+            continue
+        edges = np.linspace(lo - 1e-10, hi + 1e-10, bins + 1)
+        idx = np.clip(np.searchsorted(edges, values[present], side="right") - 1, 0, bins - 1)
+        hist = np.bincount(idx, weights=counts[present], minlength=bins)
+        qv[:, j] = _quantiles_from_histogram(hist, edges, n, qs)
+    out = {k: v / 255.0 for k, v in res.items()}
+    for i, name in enumerate(QUANTILES):
+        out[name] = qv[i] / 255.0
+    return out
+
+
+# ---- stored statistics ----------------------------------------------------------------------------
+def _as_arrays(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for key, d in stats.items():
+        if not isinstance(d, Mapping):
+            continue
+        out[key] = {
+            name: np.asarray(v, dtype=np.int64 if name == "count" else np.float64)
+            for name, v in d.items()
+            if v is not None
+        }
+    return out
+
+
+def read_episode_stats(meta: Any) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+    """Per-episode statistics stored with a dataset: v3.0's ``stats/<key>/<stat>`` columns of
+    ``meta/episodes``, v2.1's ``meta/episodes_stats.jsonl``; ``{}`` when there are none (v2.0).
+
+    Returns:
+        ``{episode_index: {key: {stat: ndarray}}}`` (``count`` ``int64``, other stats ``float64``).
+
+    Raises:
+        StatsError: a stats file cannot be read.
+    """
+    root = Path(meta.root)
+    out: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+    if getattr(meta, "is_v3", False):
+        import pyarrow.parquet as pq
+
+        for f in sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+            try:
+                names = pq.read_schema(f).names
+                cols = [c for c in names if c.startswith("stats/")]
+                if not cols:
+                    continue
+                table = pq.read_table(f, columns=["episode_index"] + cols)
+            except Exception as e:  # noqa: BLE001 - any read failure becomes a StatsError naming the file
+                raise StatsError(f"{f}: cannot read the per-episode stats columns ({e})") from None
+            eps = table.column("episode_index").to_pylist()
+            for c in cols:
+                _, rest = c.split("/", 1)
+                key, stat = rest.rsplit("/", 1)
+                for e, v in zip(eps, table.column(c).to_pylist()):
+                    if v is not None:
+                        out.setdefault(int(e), {}).setdefault(key, {})[stat] = np.asarray(
+                            v, dtype=np.int64 if stat == "count" else np.float64
+                        )
+        return out
+    path = root / "meta" / "episodes_stats.jsonl"
+    if path.is_file():
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    out[int(row["episode_index"])] = _as_arrays(row["stats"])
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                    raise StatsError(f"{path}:{n}: malformed episode stats row ({e})") from None
+    return out
+
+
+def dataset_stats(dataset: Any, episodes: Iterable[int] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """The stored statistics of a dataset's selected episodes (see :meth:`prf.Dataset.stats`)."""
+    meta = dataset.meta
+    selected = [int(e) for e in dataset.episodes]
+    if episodes is not None:
+        want = sorted({int(e) for e in episodes})
+        unknown = [e for e in want if e not in set(selected)]
+        if unknown:
+            raise StatsError(f"{meta.root}: stats of episode(s) {unknown[:20]}, which are not in the dataset's selection")
+        selected = want
+    whole = set(selected) == set(meta.episodes)
+    stored = meta.stats()
+    if whole and stored:
+        return _as_arrays(stored)
+    per_episode = read_episode_stats(meta)
+    if per_episode and all(e in per_episode for e in selected):
+        return aggregate_stats([per_episode[e] for e in selected])
+    if stored:
+        warnings.warn(
+            f"{meta.root}: no per-episode stats for the selected episodes; returning meta/stats.json, which "
+            f"covers all {len(meta.episodes)} episodes (use prf.compute_stats(dataset) for the selection)",
+            stacklevel=3,
+        )
+        return _as_arrays(stored)
+    raise StatsError(
+        f"{meta.root}: the dataset stores no statistics (no meta/stats.json, no per-episode stats); "
+        f"compute them with prf.compute_stats(dataset)"
+    )
+
+
+# ---- computing statistics -------------------------------------------------------------------------
+def lerobot_sample_indices(length: int) -> np.ndarray:
+    """Which frames of an episode of ``length`` frames LeRobot's ``compute_episode_stats`` reads for
+    camera stats: ``clip(int(length ** 0.75), 100, 10000)`` frames (all when fewer than 100),
+    evenly spaced and rounded."""
+    lo = min(100, length)
+    num = max(lo, min(int(length**0.75), 10_000))
+    return np.round(np.linspace(0, length - 1, num)).astype(np.int64)
+
+
+def lerobot_downsample(frames: np.ndarray) -> np.ndarray:
+    """Frames ``[N, H, W, C]`` strided as LeRobot's ``auto_downsample_height_width`` (target 150 px,
+    only when the larger side is >= 300 px)."""
+    h, w = frames.shape[1:3]
+    if max(h, w) < 300:
+        return frames
+    k = int(w / 150) if w > h else int(h / 150)
+    return frames[:, ::k, ::k]
+
+
+def compute_stats(
+    dataset: Any,
+    *,
+    episodes: Iterable[int] | None = None,
+    per_episode: bool = False,
+    progress: bool = True,
+) -> Any:
+    """Compute feature statistics as LeRobot's ``compute_episode_stats`` + ``aggregate_stats`` do.
+
+    Per episode: numeric features over all frames (per element; ``float64``), cameras per channel on
+    ``[0, 1]`` over the frames LeRobot samples (:func:`lerobot_sample_indices`, strided by
+    :func:`lerobot_downsample`), quantiles ``q01..q99`` from LeRobot's 5000-bin histogram
+    (:func:`histogram_quantiles`). Then aggregated over episodes (count-weighted mean, pooled std, min
+    of mins, max of maxes, count-weighted quantiles). Camera frames are decoded from the videos, so
+    camera stats differ slightly from stats LeRobot computed on the frames before encoding.
+
+    Args:
+        dataset: a :class:`prf.Dataset` (its ``delta_timestamps`` windows are ignored).
+        episodes: a subset of the dataset's episodes (default: all of them).
+        per_episode: also return the per-episode stats.
+        progress: show a tqdm bar over episodes.
+
+    Returns:
+        ``{key: {stat: ndarray}}`` in LeRobot's layout (see :func:`feature_stats`), or
+        ``(stats, {episode_index: stats})`` with ``per_episode``.
+
+    Raises:
+        StatsError: an episode is not in the dataset.
+    """
+    from tqdm.auto import tqdm
+
+    meta = dataset.meta
+    ids = [int(e) for e in dataset.episodes]
+    if episodes is None:
+        chosen = ids
+    else:
+        want = {int(e) for e in episodes}
+        unknown = sorted(want - set(ids))
+        if unknown:
+            raise StatsError(f"{meta.root}: compute_stats for episode(s) {unknown[:20]}, which are not in the dataset")
+        chosen = [e for e in ids if e in want]
+    ordinal = {e: i for i, e in enumerate(ids)}
+    keys = []
+    for k, f in meta.features.items():
+        if not f.is_camera and f.dtype != "string":
+            keys.append(k)
+    for k in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
+        if k not in keys:
+            keys.append(k)
+    cameras = list(getattr(dataset, "cameras", []))
+    frames_ds = dataset
+    if cameras and getattr(dataset, "delta_timestamps", None):
+        from .dataset import Dataset
+
+        frames_ds = Dataset(meta, episodes=ids, cameras=cameras, backend=dataset.backend, tolerance_s=dataset.tolerance_s)
+    starts = np.asarray(dataset.episode_starts)
+    lengths = np.asarray(dataset.episode_lengths)
+    per: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+    for e in tqdm(chosen, desc=f"stats {Path(meta.root).name}", unit="episode", disable=not progress):
+        o = ordinal[e]
+        s, n = int(starts[o]), int(lengths[o])
+        ep: dict[str, dict[str, np.ndarray]] = {}
+        for k in keys:
+            col = np.asarray(dataset.column(k))[s : s + n]
+            if col.dtype == object:
+                continue
+            ep[k] = feature_stats(col, quantiles="histogram")
+        if cameras and n:
+            pos = s + lerobot_sample_indices(n)
+            batch = frames_ds.get_batch(pos)
+            for c in cameras:
+                frames = lerobot_downsample(np.asarray(batch[c]))
+                ep[c] = feature_stats(frames, is_camera=True, quantiles="histogram")
+        per[e] = ep
+    agg = aggregate_stats([per[e] for e in chosen])
+    return (agg, per) if per_episode else agg

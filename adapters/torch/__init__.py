@@ -7,6 +7,9 @@
   (``torch.from_numpy``).
 - :func:`loader`: prf's own threaded loader, yielding tensor batches.
 - :func:`to_lerobot_images`: ``uint8 [..., H, W, C]`` frames as LeRobot's ``float32 [..., C, H, W]`` in [0, 1].
+- :class:`TorchSampler`: a prf sampler (chunks, weights, episode filters, rank shards) as a torch
+  ``Sampler``; :class:`BatchIterableDataset`: batches sharded by rank and DataLoader worker. Both
+  resume exactly under torchdata's ``StatefulDataLoader``.
 
 Install with ``pip install prf[torch]``.
 """
@@ -118,4 +121,6 @@ class _TorchLoader:
         self.inner.load_state_dict(state)
 
 
-__all__ = ["Dataset", "to_torch", "to_lerobot_images", "loader"]
+from ._stateful import BatchIterableDataset, TorchSampler  # noqa: E402
+
+__all__ = ["Dataset", "to_torch", "to_lerobot_images", "loader", "TorchSampler", "BatchIterableDataset"]

@@ -1,0 +1,140 @@
+"""Feature normalization with a dataset's statistics, with LeRobot's modes and formulas.
+
+Modes (LeRobot's ``NormalizationMode``; lower or upper case):
+
+- ``mean_std``: ``(x - mean) / (std + eps)``
+- ``min_max``: ``2 * (x - min) / (max - min) - 1`` into ``[-1, 1]`` (``max == min`` divides by ``eps``)
+- ``quantiles``: the same with ``q01`` / ``q99``; ``quantile10``: with ``q10`` / ``q90``
+- ``identity``: unchanged
+
+with ``eps = 1e-8`` as LeRobot's ``NormalizerProcessorStep``. Normalized values are ``float32``.
+Camera frames (``uint8 [..., H, W, C]``) are first scaled to ``[0, 1]`` (LeRobot's camera stats are
+per channel on that scale, shaped ``[C, 1, 1]``); the stats broadcast over the channel axis.
+Numeric features broadcast their stats (shape of the feature) over the leading batch and time axes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .errors import StatsError
+
+EPS = 1e-8
+
+#: mode -> (the two stats it uses, or None for identity)
+MODES: dict[str, tuple[str, str] | None] = {
+    "mean_std": ("mean", "std"),
+    "min_max": ("min", "max"),
+    "quantiles": ("q01", "q99"),
+    "quantile10": ("q10", "q90"),
+    "identity": None,
+}
+
+
+class Normalizer:
+    """Normalize (and unnormalize) the keys of a batch with per-feature statistics.
+
+    Args:
+        modes: ``{key: mode}`` (see the module docstring).
+        stats: ``{key: {"mean": ..., "std": ..., "min": ..., "max": ..., "q01": ...}}`` arrays or nested
+            lists, as :meth:`prf.Dataset.stats` or :func:`prf.compute_stats` return.
+        cameras: the camera keys (their values are frames, scaled to ``[0, 1]`` first).
+        eps: see the module docstring.
+
+    Raises:
+        StatsError: an unknown mode, a key without stats, or stats lacking what a mode needs.
+    """
+
+    def __init__(
+        self,
+        modes: Mapping[str, str],
+        stats: Mapping[str, Mapping[str, Any]],
+        *,
+        cameras: Iterable[str] = (),
+        eps: float = EPS,
+    ):
+        self.cameras = set(cameras)
+        self.eps = float(eps)
+        self.modes: dict[str, str] = {}
+        self._params: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for key, mode in modes.items():
+            m = str(getattr(mode, "value", mode)).lower()
+            if m not in MODES:
+                raise StatsError(f"normalize[{key!r}]: unknown mode {mode!r}; modes: {sorted(MODES)}")
+            self.modes[key] = m
+            need = MODES[m]
+            if need is None:
+                continue
+            if key not in stats:
+                raise StatsError(
+                    f"normalize[{key!r}] = {m!r}: no statistics for {key!r} (stats have {sorted(stats)[:12]}); "
+                    f"compute them with prf.compute_stats(dataset)"
+                )
+            st = stats[key]
+            missing = [n for n in need if n not in st]
+            if missing:
+                raise StatsError(
+                    f"normalize[{key!r}] = {m!r} needs stats {list(need)}, but {missing} are missing "
+                    f"(present: {sorted(st)}); compute them with prf.compute_stats(dataset)"
+                )
+            a = np.asarray(st[need[0]], dtype=np.float64)
+            b = np.asarray(st[need[1]], dtype=np.float64)
+            if key in self.cameras:  # [C, 1, 1] -> [C] on the channel-last axis
+                a, b = a.reshape(-1), b.reshape(-1)
+            if m == "mean_std":
+                shift, scale = a, b + self.eps
+            else:
+                span = b - a
+                shift, scale = a, np.where(span == 0, self.eps, span) / 2.0  # 2 (x - lo) / span - 1
+            self._params[key] = (shift.astype(np.float32), scale.astype(np.float32))
+
+    def _prepare(self, key: str, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if key in self.cameras:
+            return x.astype(np.float32) * np.float32(1.0 / 255.0) if x.dtype == np.uint8 else x.astype(np.float32)
+        return x.astype(np.float32)
+
+    def normalize(self, key: str, x: np.ndarray) -> np.ndarray:
+        """``x`` normalized as ``float32`` (same shape). Raises StatsError if the stats don't broadcast."""
+        if key not in self._params:
+            return self._prepare(key, x) if key in self.modes else x
+        shift, scale = self._params[key]
+        y = self._prepare(key, x)
+        try:
+            out = (y - shift) / scale
+        except ValueError:
+            raise StatsError(
+                f"normalize[{key!r}]: stats of shape {shift.shape} do not broadcast to values of shape {y.shape}"
+            ) from None
+        if self.modes[key] != "mean_std":
+            out -= 1.0
+        return out.astype(np.float32, copy=False)
+
+    def unnormalize(self, key: str, y: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`normalize` (cameras come back on the ``[0, 1]`` scale, ``float32``)."""
+        if key not in self._params:
+            return np.asarray(y)
+        shift, scale = self._params[key]
+        y = np.asarray(y, dtype=np.float32)
+        if self.modes[key] == "mean_std":
+            return (y * (scale - np.float32(self.eps)) + shift).astype(np.float32)  # LeRobot: x * std + mean
+        return ((y + 1.0) * scale + shift).astype(np.float32)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A new batch dict with every configured key normalized.
+
+        Raises:
+            StatsError: a configured key is not in the batch.
+        """
+        missing = [k for k in self.modes if k not in batch]
+        if missing:
+            raise StatsError(f"normalize names key(s) {missing} that the batch does not have ({sorted(batch)})")
+        out = dict(batch)
+        for key in self.modes:
+            out[key] = self.normalize(key, batch[key])
+        return out
+
+    def __repr__(self) -> str:
+        return f"prf.Normalizer({self.modes})"
