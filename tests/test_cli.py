@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,9 +15,17 @@ from conftest import DATASETS, REPO, dataset_path, edit_info
 PRF = [sys.executable, "-m", "prf.cli"]
 
 
-def run(*args, env=None, timeout=600):
-    return subprocess.run([*PRF, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env={**os.environ, **(env or {})})
+def run(*args, env=None, timeout=300):
+    """Run the CLI; if it ever hangs, abort it with every thread's stack (faulthandler) in the failure."""
+    proc = subprocess.Popen([*PRF, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})})
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate()
+        pytest.fail(f"prf {' '.join(args)} did not finish in {timeout}s; stacks:\n{err[-8000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.mark.parametrize("name", DATASETS)
