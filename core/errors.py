@@ -76,6 +76,23 @@ class WriteError(PrfError):
     """Writing a dataset failed; nothing partial is left at the destination."""
 
 
+class LogError(PrfError):
+    """A robot log (MCAP, ROS 1 bag, ROS 2 bag) cannot be read or converted."""
+
+
+class NotALogError(LogError, ValueError):
+    """The path is not a log prf reads (not MCAP, not a ROS 1 bag, not a ROS 2 bag), or is empty."""
+
+
+class LogReadError(LogError):
+    """A log is recognised but unreadable: corrupt or truncated beyond what can be salvaged."""
+
+
+class DataFrameError(PrfError, ValueError):
+    """A :class:`prf.RoboticsDataFrame` operation got bad arguments (unknown topic or column, bad
+    period or tolerance) or data it cannot work on."""
+
+
 def _short_list(values: list[int], limit: int = 20) -> str:
     if len(values) <= limit:
         return str(values)
@@ -94,4 +111,8 @@ __all__ = [
     "TimestampError",
     "DeltaTimestampsError",
     "WriteError",
+    "LogError",
+    "NotALogError",
+    "LogReadError",
+    "DataFrameError",
 ]
