@@ -9,7 +9,9 @@ from ._open import open_dataset
 from .dataset import Dataset
 from .decode import DecodeBackend, PyAVBackend, VideoIndex
 from .errors import PrfError
+from .ingest import ConversionReport, RoboticsDataFrame, convert_log, log_to_lerobot
 from .meta import DatasetMeta, Episode, Feature, VideoRef
+from .writer import write_lerobot_dataset
 
 __version__ = "0.1.0"
 
@@ -25,5 +27,10 @@ __all__ = [
     "VideoIndex",
     "PrfError",
     "errors",
+    "convert_log",
+    "ConversionReport",
+    "RoboticsDataFrame",
+    "log_to_lerobot",
+    "write_lerobot_dataset",
     "__version__",
 ]

@@ -6,5 +6,7 @@ Importing this package is light: the log libraries (``mcap``, ``mcap-ros2-suppor
 """
 
 from .convert import ConversionReport, TopicReport, convert_log, open_log
+from .dataframe import RoboticsDataFrame
+from .to_lerobot import log_to_lerobot
 
-__all__ = ["convert_log", "open_log", "ConversionReport", "TopicReport"]
+__all__ = ["convert_log", "open_log", "ConversionReport", "TopicReport", "RoboticsDataFrame", "log_to_lerobot"]
