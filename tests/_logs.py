@@ -45,7 +45,8 @@ def jpeg(img: np.ndarray) -> bytes:
 def _header(store, t: int, frame: str = "base"):
     Header = store.types["std_msgs/msg/Header"]
     Time = store.types["builtin_interfaces/msg/Time"]
-    return Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id=frame)
+    extra = {"seq": 0} if "seq" in Header.__dataclass_fields__ else {}
+    return Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id=frame, **extra)
 
 
 def robot_messages(store, n_joint: int = 60, n_image: int = 20, joint_dt: int = 10_000_000,
@@ -96,14 +97,17 @@ def write_ros2_bag(path: Path, storage: str = "mcap", **kw) -> list:
     return msgs
 
 
-def write_ros1_bag(path: Path, compression: str | None = None, **kw) -> list:
-    """A ROS 1 bag (``compression`` None, ``"bz2"`` or ``"lz4"``) with :func:`robot_messages`."""
+def write_ros1_bag(path: Path, compression: str | None = None, chunk_bytes: int | None = None, **kw) -> list:
+    """A ROS 1 bag (``compression`` None, ``"bz2"`` or ``"lz4"``; chunks of about ``chunk_bytes``) with
+    :func:`robot_messages`."""
     from rosbags.rosbag1 import Writer
     from rosbags.typesys import Stores, get_typestore
 
     store = get_typestore(Stores.ROS1_NOETIC)
     msgs = robot_messages(get_typestore(Stores.ROS1_NOETIC), **kw)
     w = Writer(path)
+    if chunk_bytes:
+        w.chunk_threshold = chunk_bytes
     if compression:
         w.set_compression(getattr(Writer.CompressionFormat, compression.upper()))
     with w:

@@ -83,7 +83,13 @@ class McapLog(RawLog):
         topics = None if ids is None else sorted({self.streams[i].topic for i in ids})
         if topics == []:
             return
-        it = self._reader.iter_messages(topics=topics, start_time=start, end_time=end, log_time_order=False)
+        import inspect
+
+        if "starting_at" in inspect.signature(self._reader.iter_messages).parameters:
+            bounds = {"starting_at": start, "ending_before": end}
+        else:  # mcap < 1.5
+            bounds = {"start_time": start, "end_time": end}
+        it = self._reader.iter_messages(topics=topics, log_time_order=False, **bounds)
         try:
             for _schema, ch, m in it:
                 if ids is not None and ch.id not in ids:
