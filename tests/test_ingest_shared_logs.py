@@ -143,8 +143,7 @@ def test_converts_and_accounts_for_every_message(path, tmp_path):
     if counts is not None:
         assert dict(by_topic) == {k: v for k, v in counts.items()}, "totals differ from the library's counts"
     if report.messages_written:
-        lo = min(json.loads((out / "stats.json").read_text())[n]["log_time"]["min"] for n, t in report.topics.items()
-                 if t.written)
+        lo = min(stats[n]["log_time"]["min"] for n, t in report.topics.items() if t.written)
         assert meta["time_range"][0] == lo == report.time_range[0]
 
 

@@ -116,19 +116,21 @@ class TopicSink:
                 schema = pa.schema(_TIME_SCHEMA + list(self.flattener.schema))
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(schema.empty_table(), self.path, compression=COMPRESSION)
+                self.schema = schema
             else:
+                self.schema = self._writer.schema
                 self._writer.close()
                 self._writer = None
         elif self._parts:
-            _merge_parts(self._parts, self.path)
+            self.schema = _merge_parts(self._parts, self.path)
         else:
             return None
         if self.unsorted:
             t = pq.read_table(self.path)
             t = t.take(pc.sort_indices(t, sort_keys=[("log_time", "ascending")]))
             pq.write_table(t, self.path, compression=COMPRESSION)
-        shutil.rmtree(self.work_dir, ignore_errors=True)
-        self.schema = pq.read_schema(self.path)
+        if self._parts:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
         return self.schema
 
     def abort(self) -> None:
@@ -140,12 +142,13 @@ class TopicSink:
             self._writer = None
 
 
-def _merge_parts(parts: list[Path], path: Path) -> None:
+def _merge_parts(parts: list[Path], path: Path) -> pa.Schema:
     schemas = [pq.read_schema(p) for p in parts]
     schema = unify_schemas(schemas)
     with pq.ParquetWriter(path, schema, compression=COMPRESSION) as w:
         for p in parts:
             w.write_table(conform(pq.read_table(p), schema))
+    return schema
 
 
 def unify_schemas(schemas: list[pa.Schema]) -> pa.Schema:
@@ -208,48 +211,58 @@ def _numeric_matrix(col: pa.ChunkedArray) -> np.ndarray | None:
 
 class _StatsAccumulator:
     """Running count / null_count / min / max / mean / std (population) per numeric column, merged
-    batch by batch (Chan et al.'s parallel variance)."""
+    batch by batch (Chan et al.'s parallel variance). All numeric columns of a batch are reduced in one
+    NumPy pass."""
 
     def __init__(self) -> None:
         self.cols: dict[str, dict[str, Any]] = {}
 
     def update(self, table: pa.Table) -> None:
+        names, mats, exact = [], [], {}
         for name in table.column_names:
             col = table.column(name)
             m = _numeric_matrix(col)
             if m is None:
                 continue
-            valid = ~np.isnan(m)
-            n_b = valid.sum(axis=0).astype(np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean_b = np.where(n_b > 0, np.nansum(m, axis=0) / np.maximum(n_b, 1), 0.0)
-                m2_b = np.nansum((m - mean_b) ** 2, axis=0)
-            lo = np.where(n_b > 0, np.nanmin(np.where(valid, m, np.inf), axis=0), np.nan)
-            hi = np.where(n_b > 0, np.nanmax(np.where(valid, m, -np.inf), axis=0), np.nan)
-            exact = None
+            names.append((name, m.shape[1], not pa.types.is_fixed_size_list(col.type)))
+            mats.append(m)
             if pa.types.is_integer(col.type) and len(col) > col.null_count:
                 mm = pc.min_max(col)
-                exact = (mm["min"].as_py(), mm["max"].as_py())
+                exact[name] = (mm["min"].as_py(), mm["max"].as_py())
+        if not mats:
+            return
+        m = np.concatenate(mats, axis=1) if len(mats) > 1 else mats[0]
+        valid = ~np.isnan(m)
+        n_b = valid.sum(axis=0).astype(np.float64)
+        filled = np.where(valid, m, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_b = filled.sum(axis=0) / np.maximum(n_b, 1)
+            m2_b = (np.where(valid, m - mean_b, 0.0) ** 2).sum(axis=0)
+            lo = np.where(n_b > 0, np.where(valid, m, np.inf).min(axis=0), np.nan)
+            hi = np.where(n_b > 0, np.where(valid, m, -np.inf).max(axis=0), np.nan)
+        nulls = (~valid).sum(axis=0)
+        j = 0
+        for name, k, scalar in names:
+            sl = slice(j, j + k)
+            j += k
             s = self.cols.get(name)
             if s is None:
-                self.cols[name] = {"n": n_b, "mean": mean_b, "m2": m2_b, "min": lo, "max": hi,
-                                   "nulls": (~valid).sum(axis=0), "scalar": m.shape[1] == 1 and not pa.types.is_fixed_size_list(col.type),
-                                   "exact": exact}
+                self.cols[name] = {"n": n_b[sl], "mean": mean_b[sl], "m2": m2_b[sl], "min": lo[sl], "max": hi[sl],
+                                   "nulls": nulls[sl], "scalar": scalar and k == 1, "exact": exact.get(name)}
                 continue
-            n_a = s["n"]
-            n = n_a + n_b
+            n_a, nb = s["n"], n_b[sl]
+            n = n_a + nb
             with np.errstate(invalid="ignore", divide="ignore"):
-                delta = mean_b - s["mean"]
-                frac = np.where(n > 0, n_b / np.maximum(n, 1), 0.0)
-                s["mean"] = s["mean"] + delta * frac
-                s["m2"] = s["m2"] + m2_b + delta**2 * np.where(n > 0, n_a * n_b / np.maximum(n, 1), 0.0)
+                delta = mean_b[sl] - s["mean"]
+                s["mean"] = s["mean"] + delta * np.where(n > 0, nb / np.maximum(n, 1), 0.0)
+                s["m2"] = s["m2"] + m2_b[sl] + delta**2 * np.where(n > 0, n_a * nb / np.maximum(n, 1), 0.0)
             s["n"] = n
-            s["min"] = np.fmin(s["min"], lo)
-            s["max"] = np.fmax(s["max"], hi)
-            s["nulls"] = s["nulls"] + (~valid).sum(axis=0)
-            if exact is not None:
-                old = s["exact"]
-                s["exact"] = exact if old is None else (min(old[0], exact[0]), max(old[1], exact[1]))
+            s["min"] = np.fmin(s["min"], lo[sl])
+            s["max"] = np.fmax(s["max"], hi[sl])
+            s["nulls"] = s["nulls"] + nulls[sl]
+            if name in exact:
+                old, new = s["exact"], exact[name]
+                s["exact"] = new if old is None else (min(old[0], new[0]), max(old[1], new[1]))
 
     def to_json(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

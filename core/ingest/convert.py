@@ -478,6 +478,7 @@ def _convert(log: RawLog, tmp: Path, wanted: list[str] | None, start: int | None
             warnings.append(f"topic(s) {missing} were requested but are not in the log")
     return {"topics": reports, "read": read, "warnings": warnings, "stats": topic_stats,
             "schemas": {o.name: o.stream.schema for o in outputs.values()},
+            "file_schemas": {o.name: o.sink.schema for o in outputs.values() if o.sink is not None},
             "time_range": (t_lo, t_hi) if t_lo is not None else None}
 
 
@@ -530,7 +531,8 @@ def _write_metadata(tmp: Path, log: RawLog, report: ConversionReport, result: di
             "total": rep.total, "skipped": rep.skipped, "error": rep.error,
         }
         if rep.file:
-            entry["columns"] = {f.name: str(f.type) for f in pq.read_schema(tmp / rep.file)}
+            schema = result["file_schemas"].get(name) or pq.read_schema(tmp / rep.file)
+            entry["columns"] = {f.name: str(f.type) for f in schema}
         text, b64 = _schema_text(result["schemas"].get(name))
         entry["schema"] = text
         if b64:

@@ -442,21 +442,23 @@ def asof_indices(times: np.ndarray, query: np.ndarray, tolerance_ns: int | None,
     n = len(times)
     if n == 0:
         return np.full(len(query), -1, dtype=np.int64)
-    b = np.searchsorted(times, query, side="right") - 1
+    if direction in ("backward", "nearest"):
+        b = np.searchsorted(times, query, side="right") - 1
+        vb = b >= 0
+        db = query - times[np.maximum(b, 0)]
+        if tolerance_ns is not None:
+            vb &= db <= tolerance_ns
+        if direction == "backward":
+            return np.where(vb, b, -1).astype(np.int64, copy=False)
     f = np.searchsorted(times, query, side="left")
-    vb = b >= 0
     vf = f < n
-    db = np.where(vb, query - times[np.clip(b, 0, n - 1)], 0)
-    df = np.where(vf, times[np.clip(f, 0, n - 1)] - query, 0)
+    df = times[np.minimum(f, n - 1)] - query
     if tolerance_ns is not None:
-        vb &= db <= tolerance_ns
         vf &= df <= tolerance_ns
-    if direction == "backward":
-        return np.where(vb, b, -1).astype(np.int64)
     if direction == "forward":
-        return np.where(vf, f, -1).astype(np.int64)
+        return np.where(vf, f, -1).astype(np.int64, copy=False)
     use_f = vf & (~vb | (df < db))
-    return np.where(use_f, f, np.where(vb, b, -1)).astype(np.int64)
+    return np.where(use_f, f, np.where(vb, b, -1)).astype(np.int64, copy=False)
 
 
 def _null_rows(schema: pa.Schema, n: int) -> pa.Table:
