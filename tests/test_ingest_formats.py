@@ -57,7 +57,7 @@ def test_truncated_mcap_keeps_the_readable_part(tmp_path):
     n = report.topics["/pose"].written
     assert 0 < n < len(msgs)
     assert report.topics["/pose"].total == n  # no index: the messages found are the messages in the log
-    assert any("reading stopped" in w for w in report.warnings) and not report.complete
+    assert "reading stopped" in report.read_error and not report.complete
     t = _table(tmp_path / "o", report, "/pose")
     assert t.column("label").to_pylist() == [m["label"] for m in msgs[:n]]
 
@@ -168,7 +168,7 @@ def test_ros1_bag_cut_midway_is_salvaged(tmp_path):
     _logs.unindexed_copy(tmp_path / "a.bag", tmp_path / "cut.bag", cut=size // 2)
     report = prf.convert_log(tmp_path / "cut.bag", tmp_path / "o", progress=False)
     n = report.topics["/joint_states"].written
-    assert 0 < n < 3000 and any("ends inside a record" in w for w in report.warnings)
+    assert 0 < n < 3000 and "ends inside a record" in report.read_error and not report.complete
     t = _table(tmp_path / "o", report, "/joint_states")
     want = [m.position.tolist() for topic, _t, _tt, m in msgs if topic == "/joint_states"][:n]
     assert t.column("position").to_pylist() == want
@@ -258,3 +258,36 @@ def test_streaming_batches(tmp_path, monkeypatch):
     assert pq.read_metadata(f).num_row_groups > 1  # parts unified into one file, batch by batch
     assert pq.read_table(f).column("label").to_pylist() == [m["label"] for m in msgs]
     assert np.isfinite(json.loads((tmp_path / "o" / "stats.json").read_text())["/pose"]["pose.x"]["std"])
+
+
+def test_corrupt_chunk_in_indexed_mcap_is_counted_unreadable(tmp_path):
+    """A damaged chunk is skipped, the other chunks are read; its messages are reported as unreadable,
+    so written + skipped still equals the summary's count."""
+    from mcap.reader import make_reader
+    from mcap.writer import CompressionType, Writer
+
+    path = tmp_path / "log.mcap"
+    with open(path, "wb") as f:
+        w = Writer(f, chunk_size=2000, compression=CompressionType.ZSTD)
+        w.start()
+        sid = w.register_schema("S", "jsonschema", b"{}")
+        cid = w.register_channel("/a", "json", sid)
+        for i in range(300):
+            w.add_message(cid, log_time=i, publish_time=i, data=json.dumps({"i": i, "pad": "x" * 20}).encode())
+        w.finish()
+    with open(path, "rb") as f:
+        chunks = sorted(make_reader(f).get_summary().chunk_indexes, key=lambda c: c.chunk_start_offset)
+    assert len(chunks) >= 4
+    data = bytearray(path.read_bytes())
+    mid = chunks[len(chunks) // 2]
+    at = mid.chunk_start_offset + mid.chunk_length - 40  # inside the compressed records
+    data[at:at + 16] = b"\xff" * 16
+    (tmp_path / "bad.mcap").write_bytes(bytes(data))
+    report = prf.convert_log(tmp_path / "bad.mcap", tmp_path / "o", progress=False)
+    rep = report.topics["/a"]
+    assert rep.total == 300 and 200 < rep.written < 300
+    assert rep.skipped == {"unreadable": 300 - rep.written} and "cannot be read" in report.read_error
+    assert not report.complete
+    got = _table(tmp_path / "o", report, "/a").column("i").to_pylist()
+    lost = sorted(set(range(300)) - set(got))
+    assert got == sorted(got) and lost == list(range(lost[0], lost[-1] + 1))  # one contiguous chunk lost

@@ -151,7 +151,8 @@ def test_truncated_ros1_bag_is_reported_not_fatal(tmp_path):
     """dummy.bag: a 90-byte bag header announcing 600 chunks and an index past the end of the file."""
     report = prf.convert_log(SHARED_DATA / "ros1bag/truncated_dummy/dummy.bag", tmp_path / "o", progress=False)
     assert report.messages_in_log == 0 and report.topics == {}
-    assert any("truncated" in w and "600 chunk" in w for w in report.warnings)
+    assert "truncated" in report.read_error and "600 chunk" in report.read_error and not report.complete
+    assert report.read_error in report.warnings
 
 
 def test_rosbag2_qos_mismatch_still_reads_every_message(tmp_path):

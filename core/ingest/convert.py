@@ -69,7 +69,11 @@ class TopicReport:
 
 @dataclass
 class ConversionReport:
-    """The result of :func:`convert_log`: per-topic counts and the reasons for every skipped message."""
+    """The result of :func:`convert_log`: per-topic counts and the reasons for every skipped message.
+
+    ``read_error`` says why the log could not be read to its end (a truncated or corrupt file), else
+    ``None``; ``complete`` is true when every message was written or deliberately filtered out.
+    """
 
     source: str
     out_dir: str
@@ -81,6 +85,7 @@ class ConversionReport:
     messages_read: int
     elapsed_s: float
     time_range: tuple[int, int] | None
+    read_error: str | None = None
 
     @property
     def messages_in_log(self) -> int:
@@ -104,7 +109,7 @@ class ConversionReport:
     @property
     def complete(self) -> bool:
         """True when nothing was skipped for an error and the whole file was readable."""
-        return not self.failed_topics and not any("reading stopped" in w or "ends inside" in w for w in self.warnings)
+        return not self.failed_topics and self.read_error is None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,7 +117,7 @@ class ConversionReport:
             "library": self.library,
             "messages_in_log": self.messages_in_log, "messages_read": self.messages_read,
             "messages_written": self.messages_written, "messages_skipped": self.messages_skipped,
-            "complete": self.complete, "failed_topics": self.failed_topics,
+            "complete": self.complete, "failed_topics": self.failed_topics, "read_error": self.read_error,
             "time_range": list(self.time_range) if self.time_range else None,
             "elapsed_s": round(self.elapsed_s, 3), "warnings": list(self.warnings),
             "topics": {k: asdict(v) for k, v in self.topics.items()},
@@ -247,8 +252,11 @@ def convert_log(
     columns, arrays of messages as ``list<struct>``. Rows are sorted by ``log_time``.
 
     A topic that cannot be decoded (unknown encoding, a schema the library cannot parse, no message
-    definition) is skipped and reported; the rest is converted. The conversion streams: batches of at
-    most 8192 messages or 64 MiB per topic are in memory at a time.
+    definition) is skipped and reported; the rest is converted. A damaged MCAP chunk is skipped (its
+    messages reported as ``unreadable``), a file cut short is read up to the cut. The conversion
+    streams: per topic, a batch of at most 8192 messages or 64 MiB is in memory at a time (and one
+    MCAP chunk); a topic whose messages are stored out of ``log_time`` order is re-read and sorted once
+    at the end, which holds that one topic in memory.
 
     Args:
         path: the log file, or a rosbag2 folder.
@@ -284,7 +292,7 @@ def convert_log(
         report = ConversionReport(
             source=str(path), out_dir=str(out), format=log.format, storage=log.storage, library=log.library,
             topics=result["topics"], warnings=list(dict.fromkeys(log.warnings + result["warnings"])),
-            messages_read=result["read"], elapsed_s=0.0, time_range=result["time_range"],
+            messages_read=result["read"], elapsed_s=0.0, time_range=result["time_range"], read_error=log.read_error,
         )
         report.elapsed_s = time.perf_counter() - t0
         _write_metadata(tmp, log, report, result, wanted, start, end)

@@ -77,26 +77,35 @@ class McapLog(RawLog):
             yield from self._streamed()
 
     def _indexed(self, ids: set | None, start: int | None, end: int | None) -> Iterator[tuple[Hashable, int, int, bytes]]:
-        assert self._summary is not None
-        if not self._summary.chunk_indexes:
-            return
-        topics = None if ids is None else sorted({self.streams[i].topic for i in ids})
-        if topics == []:
-            return
-        import inspect
+        """Chunk by chunk in file order (one chunk's records in memory at a time). A chunk that cannot
+        be read or decompressed is skipped and recorded; its messages count as unreadable."""
+        from mcap.data_stream import ReadDataStream
+        from mcap.records import Chunk, Message
+        from mcap.stream_reader import breakup_chunk
 
-        if "starting_at" in inspect.signature(self._reader.iter_messages).parameters:
-            bounds = {"starting_at": start, "ending_before": end}
-        else:  # mcap < 1.5
-            bounds = {"start_time": start, "end_time": end}
-        it = self._reader.iter_messages(topics=topics, log_time_order=False, **bounds)
-        try:
-            for _schema, ch, m in it:
-                if ids is not None and ch.id not in ids:
+        assert self._summary is not None
+        for ci in sorted(self._summary.chunk_indexes, key=lambda c: c.chunk_start_offset):
+            if ids is not None and ci.message_index_offsets and not (set(ci.message_index_offsets) & ids):
+                continue
+            if (start is not None and ci.message_end_time < start) or (end is not None and ci.message_start_time >= end):
+                continue
+            try:
+                self._f.seek(ci.chunk_start_offset + 1 + 8)  # opcode, record length
+                records = list(breakup_chunk(Chunk.read(ReadDataStream(self._f))))
+            except Exception as e:  # noqa: BLE001 - a damaged chunk; the others are still read
+                msg = (f"{self.path}: the chunk at byte {ci.chunk_start_offset} cannot be read "
+                       f"({type(e).__name__}: {e}); its messages are lost")
+                self.warnings.append(msg)
+                self.read_error = self.read_error or msg
+                continue
+            for rec in records:
+                if not isinstance(rec, Message):
                     continue
-                yield ch.id, m.log_time, m.publish_time, m.data
-        except Exception as e:  # noqa: BLE001 - a corrupt chunk ends the read; the rest is reported
-            self.read_error = f"{self.path}: reading stopped ({type(e).__name__}: {e})"
+                if ids is not None and rec.channel_id not in ids:
+                    continue
+                if (start is not None and rec.log_time < start) or (end is not None and rec.log_time >= end):
+                    continue
+                yield rec.channel_id, rec.log_time, rec.publish_time, rec.data
 
     def _streamed(self) -> Iterator[tuple[Hashable, int, int, bytes]]:
         from mcap.records import Channel, Message, Schema

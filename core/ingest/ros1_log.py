@@ -94,8 +94,8 @@ class Ros1Log(RawLog):
                             self.warnings.append(f"{self.path}: the bag was never indexed (a recording that was "
                                                  f"not closed); its records are read in file order")
                         elif index_pos >= size:
-                            self.warnings.append(f"{self.path}: truncated: the bag header puts the index at byte "
-                                                 f"{index_pos} ({chunks} chunk(s)), the file has {size} bytes")
+                            self.read_error = (f"{self.path}: truncated: the bag header puts the index at byte "
+                                               f"{index_pos} ({chunks} chunk(s)), the file has {size} bytes")
                     elif op == _OP_CHUNK:
                         yield from self._chunk(header, data)
                     elif op == _OP_CONNECTION:
