@@ -112,8 +112,8 @@ def bench_asof(quick: bool) -> list[dict]:
              f"ORDER BY r.log_time")
 
         def duck():
-            r = con.execute(q)
-            return r.to_arrow_table() if hasattr(r, "to_arrow_table") else r.arrow()
+            rel = con.sql(q)
+            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
 
         sec, out = _median(duck)
         rows.append({"bench": "asof backward", "case": f"duckdb {duckdb.__version__} ASOF JOIN (no tolerance)",
