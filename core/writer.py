@@ -78,7 +78,10 @@ def write_lerobot_dataset(
             episode's task must be one of them.
         robot_type: stored in ``info.json``.
         video_codec: ``"auto"`` (AV1 when available, else H.264), ``"av1"``, ``"h264"``, ``"hevc"``.
-        data_files_size_in_mb, video_files_size_in_mb: shard sizes (LeRobot: 100 and 200).
+        data_files_size_in_mb, video_files_size_in_mb: shard sizes (LeRobot: 100 and 200). A new shard
+            starts with the first episode after the current one reached the size: data by the Arrow size
+            of its rows, video by the encoded bytes muxed so far (the encoder holds a few frames back,
+            so a video shard can end up somewhat larger).
 
     Raises:
         WriteError: bad features or episode arrays, ``root`` exists, or the write failed midway. The
