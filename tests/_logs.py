@@ -80,15 +80,20 @@ def robot_messages(store, n_joint: int = 60, n_image: int = 20, joint_dt: int = 
     return out
 
 
-def write_ros2_bag(path: Path, storage: str = "mcap", **kw) -> list:
-    """A rosbag2 folder (``mcap`` or ``sqlite3`` storage) with :func:`robot_messages`; returns them."""
+def write_ros2_bag(path: Path, storage: str = "mcap", compression: str | None = None, **kw) -> list:
+    """A rosbag2 folder (``mcap`` or ``sqlite3`` storage; ``compression`` None, ``"file"`` or
+    ``"message"`` zstd) with :func:`robot_messages`; returns them."""
     from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
     from rosbags.typesys import Stores, get_typestore
 
     store = get_typestore(Stores.ROS2_HUMBLE)
     msgs = robot_messages(store, **kw)
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    with Writer(path, version=8, storage_plugin=plugin) as w:
+    w = Writer(path, version=8, storage_plugin=plugin)
+    if compression:
+        w.set_compression(CompressionMode[compression.upper()], CompressionFormat.ZSTD)
+    with w:
         conns = {}
         for topic, typ, t, m in msgs:
             if topic not in conns:

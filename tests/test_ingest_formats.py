@@ -291,3 +291,34 @@ def test_corrupt_chunk_in_indexed_mcap_is_counted_unreadable(tmp_path):
     got = _table(tmp_path / "o", report, "/a").column("i").to_pylist()
     lost = sorted(set(range(300)) - set(got))
     assert got == sorted(got) and lost == list(range(lost[0], lost[-1] + 1))  # one contiguous chunk lost
+
+
+@pytest.mark.parametrize("compression", ["file", "message"])
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_ros2_bag_zstd_compression(tmp_path, storage, compression):
+    msgs = _logs.write_ros2_bag(tmp_path / "bag", storage, compression=compression, n_image=3)
+    report = prf.convert_log(tmp_path / "bag", tmp_path / "o", progress=False)
+    assert f"{compression} zstd" in report.storage and report.complete
+    assert report.messages_written == len(msgs)
+    t = _table(tmp_path / "o", report, "/joint_states")
+    want = [m.position.tolist() for topic, _t, _tt, m in msgs if topic == "/joint_states"]
+    assert t.column("position").to_pylist() == want
+
+
+def test_ros2_folder_without_metadata_and_bare_files(tmp_path):
+    msgs = _logs.write_ros2_bag(tmp_path / "bag", "mcap", n_image=2)
+    (tmp_path / "bare").mkdir()
+    for p in (tmp_path / "bag").glob("*.mcap"):
+        shutil.copy(p, tmp_path / "bare" / p.name)
+    report = prf.convert_log(tmp_path / "bare", tmp_path / "o", progress=False)
+    assert report.messages_written == len(msgs) and any("no metadata.yaml" in w for w in report.warnings)
+
+
+def test_sqlite_read_in_place_writes_nothing_beside_it(tmp_path):
+    """Without a WAL the .db3 is read in place in SQLite's immutable mode: no -shm/-wal appear."""
+    _logs.write_ros2_bag(tmp_path / "bag", "sqlite3", n_image=2)
+    before = sorted(p.name for p in (tmp_path / "bag").iterdir())
+    db = next((tmp_path / "bag").glob("*.db3"))
+    prf.convert_log(db, tmp_path / "o1", progress=False)
+    prf.convert_log(tmp_path / "bag", tmp_path / "o2", progress=False)
+    assert sorted(p.name for p in (tmp_path / "bag").iterdir()) == before

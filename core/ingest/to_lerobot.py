@@ -24,7 +24,8 @@ _SKIP_PREFIXES = ("header.",)
 _SKIP_COLUMNS = ("log_time", "publish_time", "source_log_time")
 
 
-def _load(source: Any, needed: Callable[[Path], list[str] | None] | None = None) -> RoboticsDataFrame:
+def _load(source: Any, needed: Callable[[Path], list[str] | None] | None = None, progress: bool = True
+          ) -> RoboticsDataFrame:
     if isinstance(source, RoboticsDataFrame):
         return source
     p = Path(source)
@@ -33,7 +34,7 @@ def _load(source: Any, needed: Callable[[Path], list[str] | None] | None = None)
     if p.is_dir() and (p / METADATA_FILE).is_file():
         return RoboticsDataFrame.from_converted(p)
     topics = needed(p) if needed is not None else None
-    return RoboticsDataFrame.from_log(p, topics=topics, progress=False)
+    return RoboticsDataFrame.from_log(p, topics=topics, progress=progress)
 
 
 def _log_topics(path: Path) -> list[str] | None:
@@ -219,7 +220,7 @@ def log_to_lerobot(
             raise DataFrameError(f"camera topic(s) {missing} are not in {p}; topics: {names}")
         return sorted(used)
 
-    df = _load(source, needed)
+    df = _load(source, needed, progress)
     columns = {t: df[t].column_names for t in df.topics}
     resolved = {key: [resolve_spec(s, df.topics, columns) for s in v] for key, v in specs.items()}
     for cam, topic in cameras.items():
