@@ -322,3 +322,37 @@ def test_sqlite_read_in_place_writes_nothing_beside_it(tmp_path):
     prf.convert_log(db, tmp_path / "o1", progress=False)
     prf.convert_log(tmp_path / "bag", tmp_path / "o2", progress=False)
     assert sorted(p.name for p in (tmp_path / "bag").iterdir()) == before
+
+
+def test_json_schema_drift_is_unified(tmp_path, monkeypatch):
+    """JSON types inferred per batch are unified when the topic ends: int + float -> float, a column
+    that also holds strings -> text, keys that appear later -> null before; invalid JSON -> decode_error."""
+    from mcap.writer import Writer
+
+    from prf.ingest import _sink
+
+    orig = _sink.TopicSink.__init__
+
+    def small(self, *a, **k):
+        k["flush_rows"] = 4
+        orig(self, *a, **k)
+
+    monkeypatch.setattr(_sink.TopicSink, "__init__", small)
+    rows = [{"n": 1, "v": 1}, {"n": 2, "v": 2}, {"n": 3, "v": 3}, {"n": 4, "v": 4},
+            {"n": 5, "v": 2.5}, {"n": 6, "v": 3.5, "extra": [1, 2]}, {"n": 7, "v": 1.0}, {"n": 8, "v": 0.5},
+            {"n": 9, "v": "x"}, {"n": 10, "v": None}]
+    with open(tmp_path / "j.mcap", "wb") as f:
+        w = Writer(f)
+        w.start()
+        cid = w.register_channel("/j", "json", w.register_schema("J", "jsonschema", b""))
+        for i, r in enumerate(rows):
+            w.add_message(cid, log_time=i, publish_time=i, data=json.dumps(r).encode())
+        w.add_message(cid, log_time=99, publish_time=99, data=b"{not json")
+        w.finish()
+    report = prf.convert_log(tmp_path / "j.mcap", tmp_path / "o", progress=False)
+    assert report.topics["/j"].written == 10 and report.topics["/j"].skipped == {"decode_error": 1}
+    t = _table(tmp_path / "o", report, "/j")
+    assert t.column("n").to_pylist() == list(range(1, 11))
+    assert str(t.schema.field("v").type) == "string"
+    assert t.column("v").to_pylist()[:5] == ["1", "2", "3", "4", "2.5"] and t.column("v").to_pylist()[8:] == ["x", None]
+    assert t.column("extra").to_pylist()[:6] == [None] * 5 + [[1, 2]]
