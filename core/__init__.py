@@ -9,6 +9,7 @@ from ._open import open_dataset
 from .dataset import Dataset
 from .decode import DecodeBackend, PyAVBackend, VideoIndex
 from .errors import PrfError
+from .ingest import ConversionReport, RoboticsDataFrame, convert_log, log_to_lerobot
 from .meta import DatasetMeta, Episode, Feature, VideoRef
 from . import transforms
 from .loader import Loader
@@ -24,6 +25,7 @@ from .sampler import (
     train_val_split,
 )
 from .stats import compute_stats
+from .writer import write_lerobot_dataset
 
 __version__ = "0.1.0"
 
@@ -51,5 +53,10 @@ __all__ = [
     "compute_stats",
     "Normalizer",
     "transforms",
+    "convert_log",
+    "ConversionReport",
+    "RoboticsDataFrame",
+    "log_to_lerobot",
+    "write_lerobot_dataset",
     "__version__",
 ]

@@ -2,9 +2,13 @@
 
     prf info DATASET [--json]         describe a dataset (metadata + what the video files hold)
     prf demo [--dataset PATH] [--steps N]   train a small behaviour-cloning policy (needs prf[torch])
+    prf convert LOG OUT [--topics T ...] [--start NS] [--end NS] [--json]
+                                      robot log (MCAP, ROS 1/2 bag) -> per-topic Parquet (needs prf[ingest])
 
-Exit codes: 0 success, 1 a prf error (bad dataset, decode failure; the message names the file),
-2 bad usage, 3 an inconsistent dataset (``prf info --strict`` with mismatches), 130 interrupted.
+Exit codes: 0 success, 1 a prf error (bad dataset, decode failure, not a log; the message names the
+file), 2 bad usage, 3 an inconsistent dataset (``prf info --strict`` with mismatches), 4 a log
+converted only in part (topics or messages skipped for an error, or the file was cut short; the report
+says which and why), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -45,6 +49,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .ingest import convert_log
+
+    try:
+        report = convert_log(args.log, args.out, topics=args.topics, start=args.start, end=args.end,
+                             overwrite=args.overwrite, progress=not (args.json or args.quiet))
+    except FileNotFoundError as e:
+        print(f"prf: error: {e}", file=sys.stderr)
+        return 1
+    except ImportError as e:
+        print(f"prf convert needs the ingest extra: pip install 'prf[ingest]' ({e})", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    elif not args.quiet:
+        print(report.format_text())
+    return 0 if report.complete else 4
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prf", description="Fast, frame-exact LeRobot dataset loading.")
     from . import __version__
@@ -73,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--json", action="store_true", help="print a JSON summary instead of a progress bar")
     demo.set_defaults(func=_cmd_demo)
+
+    conv = sub.add_parser("convert", help="convert a robot log to per-topic Parquet",
+                          description="Convert an MCAP file, a ROS 1 .bag or a ROS 2 bag (folder with "
+                          "metadata.yaml, or a .db3/.mcap file) to one Parquet file per topic (log_time, "
+                          "publish_time in int64 ns, message fields flattened to dotted columns) plus "
+                          "metadata.json and stats.json. Topics that cannot be decoded are skipped and "
+                          "reported; exit code 4 when anything was skipped for an error.")
+    conv.add_argument("log", help="log file or rosbag2 folder")
+    conv.add_argument("out", help="output folder (must not exist unless --overwrite)")
+    conv.add_argument("--topics", nargs="+", default=None, metavar="TOPIC", help="convert only these topics")
+    conv.add_argument("--start", type=int, default=None, help="keep messages with log_time >= START (ns)")
+    conv.add_argument("--end", type=int, default=None, help="keep messages with log_time < END (ns)")
+    conv.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    conv.add_argument("--json", action="store_true", help="print the conversion report as JSON")
+    conv.add_argument("--quiet", action="store_true", help="no progress bar and no report")
+    conv.set_defaults(func=_cmd_convert)
     return p
 
 

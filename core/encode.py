@@ -56,6 +56,8 @@ class VideoEncoder:
         self.path = str(path)
         self.encoder = pick_encoder(codec)
         self.count = 0
+        #: bytes of encoded video muxed so far (the encoder may still hold a few frames)
+        self.bytes_written = 0
         self._container = av.open(self.path, "w")
         stream = self._container.add_stream(self.encoder, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = int(width), int(height), "yuv420p"
@@ -85,11 +87,13 @@ class VideoEncoder:
             vf.pts = self.count
             vf.time_base = Fraction(1, 1) / Fraction(self._fps).limit_denominator(1001)
             for packet in self._stream.encode(vf):
+                self.bytes_written += packet.size
                 self._container.mux(packet)
             self.count += 1
 
     def close(self) -> None:
         for packet in self._stream.encode():
+            self.bytes_written += packet.size
             self._container.mux(packet)
         self._container.close()
 

@@ -85,6 +85,23 @@ class StatsError(PrfError):
     """Feature statistics are missing or malformed, or a normalization cannot be applied with them."""
 
 
+class LogError(PrfError):
+    """A robot log (MCAP, ROS 1 bag, ROS 2 bag) cannot be read or converted."""
+
+
+class NotALogError(LogError, ValueError):
+    """The path is not a log prf reads (not MCAP, not a ROS 1 bag, not a ROS 2 bag), or is empty."""
+
+
+class LogReadError(LogError):
+    """A log is recognised but unreadable: corrupt or truncated beyond what can be salvaged."""
+
+
+class DataFrameError(PrfError, ValueError):
+    """A :class:`prf.RoboticsDataFrame` operation got bad arguments (unknown topic or column, bad
+    period or tolerance) or data it cannot work on."""
+
+
 def _short_list(values: list[int], limit: int = 20) -> str:
     if len(values) <= limit:
         return str(values)
@@ -105,4 +122,8 @@ __all__ = [
     "WriteError",
     "SamplerError",
     "StatsError",
+    "LogError",
+    "NotALogError",
+    "LogReadError",
+    "DataFrameError",
 ]

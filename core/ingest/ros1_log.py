@@ -1,0 +1,220 @@
+"""Read ROS 1 bags (format 2.0) with ``rosbags``: indexed bags through its reader (uncompressed, bz2 and
+lz4 chunks); bags it cannot open because the index is missing or damaged (a recording that was cut
+off, ``rosbag reindex`` territory) are salvaged by reading their records in file order, keeping every
+complete message of every readable chunk."""
+
+from __future__ import annotations
+
+import bz2
+import struct
+from pathlib import Path
+from typing import Any, BinaryIO, Hashable, Iterator
+
+from ..errors import LogReadError, NotALogError
+from ._source import RawLog, Stream
+from .mcap_log import _version
+
+MAGIC = b"#ROSBAG V2.0\n"
+_OP_MSG, _OP_BAG_HEADER, _OP_INDEX, _OP_CHUNK, _OP_CHUNK_INFO, _OP_CONNECTION = 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
+
+
+class Ros1Log(RawLog):
+    """One ROS 1 ``.bag`` file.
+
+    Raises (from the constructor):
+        NotALogError: empty file, or not a ROS bag 2.0 file.
+        LogReadError: the file cannot be opened.
+    """
+
+    format = "ros1bag"
+
+    def __init__(self, path: str | Path):
+        super().__init__(Path(path))
+        self.files = [self.path]
+        self.library = _version("rosbags")
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(len(MAGIC))
+        except OSError as e:
+            raise LogReadError(f"{self.path}: cannot be opened ({e})") from None
+        if not head:
+            raise NotALogError(f"{self.path}: the file is empty (0 bytes), not a ROS bag")
+        if head != MAGIC:
+            if head.startswith(b"#ROSBAG V"):
+                raise NotALogError(f"{self.path}: ROS bag version {head[9:12].decode(errors='replace')!r} is not "
+                                   f"supported (prf reads bag format 2.0)")
+            raise NotALogError(f"{self.path}: not a ROS 1 bag (starts with {head[:8]!r})")
+        from rosbags.rosbag1 import Reader, ReaderError
+
+        self._reader = None
+        try:
+            r = Reader(self.path)
+            r.open()
+            self._reader = r
+        except ReaderError as e:
+            self.warnings.append(f"{self.path}: rosbags cannot use the bag's index ({e}); salvaging by reading "
+                                 f"the records in file order")
+        if self._reader is not None:
+            self.storage = "rosbag1 (indexed)"
+            for c in self._reader.connections:
+                self.streams[c.id] = _stream(c.topic, c.msgtype, c.msgdef.data, c.msgcount)
+        else:
+            self.storage = "rosbag1 (salvaged: no usable index)"
+            self.counts_known = False
+
+    def messages(self, ids: set | None, start: int | None, end: int | None) -> Iterator[tuple[Hashable, int, int, bytes]]:
+        if self._reader is None:
+            yield from self._salvage()
+            return
+        conns = [c for c in self._reader.connections if ids is None or c.id in ids]
+        if ids is not None and not conns:
+            return
+        try:
+            for c, t, data in self._reader.messages(connections=conns, start=start, stop=end):
+                yield c.id, t, t, data
+        except Exception as e:  # noqa: BLE001 - a damaged chunk ends the read; counts report the rest
+            self.read_error = f"{self.path}: reading stopped ({type(e).__name__}: {e})"
+
+    # ---- salvage ---------------------------------------------------------------------------------
+    def _salvage(self) -> Iterator[tuple[Hashable, int, int, bytes]]:
+        size = self.path.stat().st_size
+        with open(self.path, "rb") as f:
+            f.seek(len(MAGIC))
+            try:
+                while True:
+                    rec = _read_record(f)
+                    if rec is None:
+                        break
+                    header, data = rec
+                    op = _u8(header, "op")
+                    if op == _OP_BAG_HEADER:
+                        index_pos = struct.unpack("<Q", header.get("index_pos", b"\0" * 8))[0]
+                        chunks = struct.unpack("<I", header.get("chunk_count", b"\0" * 4))[0]
+                        if index_pos == 0:
+                            self.warnings.append(f"{self.path}: the bag was never indexed (a recording that was "
+                                                 f"not closed); its records are read in file order")
+                        elif index_pos >= size:
+                            self.read_error = (f"{self.path}: truncated: the bag header puts the index at byte "
+                                               f"{index_pos} ({chunks} chunk(s)), the file has {size} bytes")
+                    elif op == _OP_CHUNK:
+                        yield from self._chunk(header, data)
+                    elif op == _OP_CONNECTION:
+                        self._connection(header, data)
+                    elif op == _OP_MSG:
+                        m = self._message(header, data)
+                        if m is not None:
+                            yield m
+            except _Truncated as e:
+                self.read_error = f"{self.path}: the bag ends inside a record ({e}); kept everything before it"
+            except Exception as e:  # noqa: BLE001
+                self.read_error = f"{self.path}: reading stopped ({type(e).__name__}: {e})"
+
+    def _chunk(self, header: dict[str, bytes], data: bytes) -> Iterator[tuple[Hashable, int, int, bytes]]:
+        comp = header.get("compression", b"none").decode()
+        if comp == "none":
+            raw = data
+        elif comp == "bz2":
+            raw = bz2.decompress(data)
+        elif comp == "lz4":
+            from lz4.frame import decompress
+
+            raw = decompress(data)
+        else:
+            raise LogReadError(f"{self.path}: chunk compression {comp!r} is not supported")
+        import io
+
+        buf = io.BytesIO(raw)
+        while True:
+            rec = _read_record(buf)
+            if rec is None:
+                break
+            h, d = rec
+            op = _u8(h, "op")
+            if op == _OP_CONNECTION:
+                self._connection(h, d)
+            elif op == _OP_MSG:
+                m = self._message(h, d)
+                if m is not None:
+                    yield m
+
+    def _connection(self, header: dict[str, bytes], data: bytes) -> None:
+        from rosbags.typesys.msg import normalize_msgtype
+
+        cid = struct.unpack("<I", header["conn"])[0]
+        if cid in self.streams:
+            return
+        topic = header["topic"].decode()
+        fields = _parse_header(data)
+        msgtype = normalize_msgtype(fields["type"].decode())
+        self.streams[cid] = _stream(topic, msgtype, fields.get("message_definition", b"").decode(), None)
+
+    def _message(self, header: dict[str, bytes], data: bytes) -> tuple[Hashable, int, int, bytes] | None:
+        cid = struct.unpack("<I", header["conn"])[0]
+        sec, nsec = struct.unpack("<II", header["time"])
+        t = sec * 10**9 + nsec
+        if cid not in self.streams:
+            self.warnings.append(f"{self.path}: a message at {t} ns names connection {cid}, which has no "
+                                 f"connection record; skipped")
+            return None
+        return cid, t, t, data
+
+    def close(self) -> None:
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._reader = None
+
+
+def _stream(topic: str, msgtype: str, msgdef: str, count: int | None) -> Stream:
+    return Stream(topic=topic, type_name=msgtype, encoding="ros1", schema_encoding="ros1msg", schema=msgdef,
+                  count=count)
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _read_exact(f: BinaryIO, n: int) -> bytes:
+    b = f.read(n)
+    if len(b) != n:
+        raise _Truncated(f"wanted {n} bytes, {len(b)} left")
+    return b
+
+
+def _read_record(f: BinaryIO) -> tuple[dict[str, bytes], bytes] | None:
+    """One record (header fields, data), or None at a clean end of input."""
+    first = f.read(4)
+    if not first:
+        return None
+    if len(first) != 4:
+        raise _Truncated("record header length cut off")
+    (hlen,) = struct.unpack("<I", first)
+    header = _parse_header(_read_exact(f, hlen))
+    (dlen,) = struct.unpack("<I", _read_exact(f, 4))
+    data = _read_exact(f, dlen)
+    return header, data
+
+
+def _parse_header(b: bytes) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    pos = 0
+    while pos + 4 <= len(b):
+        (n,) = struct.unpack_from("<I", b, pos)
+        pos += 4
+        if pos + n > len(b):
+            raise _Truncated("header field longer than its header")
+        name, sep, value = b[pos:pos + n].partition(b"=")
+        if not sep:
+            raise LogReadError("malformed record header field")
+        out[name.decode(errors="replace")] = value
+        pos += n
+    return out
+
+
+def _u8(header: dict[str, Any], name: str) -> int:
+    v = header.get(name)
+    if not v:
+        raise LogReadError(f"record header without {name!r}")
+    return v[0]
