@@ -16,6 +16,7 @@ from .loader import Loader
 from .normalize import Normalizer
 from .sampler import (
     EpisodeChunkSampler,
+    EpisodePoolSampler,
     FilteredSampler,
     Sampler,
     SequentialSampler,
@@ -47,6 +48,7 @@ __all__ = [
     "ShuffleSampler",
     "FilteredSampler",
     "EpisodeChunkSampler",
+    "EpisodePoolSampler",
     "WeightedSampler",
     "select_episodes",
     "train_val_split",

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from .decode import DecodeBackend, get_backend
 from .errors import DataFileError, DatasetError, TimestampError
 from .meta import INDEX_KEYS, DatasetMeta, read_parquet
+from .plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
 from .windows import delta_indices, window_rows
 
 
@@ -178,6 +179,21 @@ class Dataset:
             TimestampError: a camera frame is not within ``tolerance_s`` of its timestamp.
             VideoError: a video cannot be decoded.
         """
+        plan = self.plan(indices)
+        decoded = DecodedFrames()
+        for task in decode_tasks([plan], self.backend.index):
+            decoded.add(task, self.decode_task(task))
+        return assemble(plan, decoded, self.frame_shapes(plan))
+
+    def plan(self, indices: Sequence[int] | np.ndarray) -> BatchPlan:
+        """Step 1 of :meth:`get_batch`: the batch's non-camera arrays, and per camera the exact frame
+        of the exact video file every ``(sample, window step)`` needs (see :mod:`prf.plan`).
+
+        Raises:
+            IndexError: an index is out of range.
+            TimestampError: a camera frame is not within ``tolerance_s`` of its timestamp.
+            VideoError: a video file cannot be indexed.
+        """
         pos = np.asarray(indices, dtype=np.int64).reshape(-1)
         n = len(self)
         if pos.size and (pos.min() < 0 or pos.max() >= n):
@@ -187,14 +203,14 @@ class Dataset:
         length = self._ep_length[ep]
         frame = pos - start
         out: dict[str, Any] = {}
-        cam_rows: dict[str, np.ndarray] = {}
+        plan = BatchPlan(pos, out)
         for key in self.cameras:
             if key in self.delta_indices:
                 rows, pad = window_rows(frame, start, length, self.delta_indices[key])
-                cam_rows[key] = rows
                 out[f"{key}_is_pad"] = pad
             else:
-                cam_rows[key] = pos[:, None]
+                rows = pos[:, None]
+            plan.cameras[key] = self._camera_request(key, ep, rows)
         for key, col in self._columns.items():
             if key in self.delta_indices:
                 rows, pad = window_rows(frame, start, length, self.delta_indices[key])
@@ -202,12 +218,30 @@ class Dataset:
                 out[f"{key}_is_pad"] = pad
             else:
                 out[key] = col[pos]
-        for key in self.cameras:
-            frames = self._decode_camera(key, ep, cam_rows[key])
-            out[key] = frames if key in self.delta_indices else frames[:, 0]
         tasks = self.meta.tasks
         out["task"] = [tasks.get(int(t), "") for t in out["task_index"].reshape(pos.size, -1)[:, 0]]
-        return out
+        return plan
+
+    def decode_task(self, task: DecodeTask) -> list[np.ndarray]:
+        """Step 2 of :meth:`get_batch` (runs in loader workers): decode one task's frames,
+        ``uint8 [H, W, 3]`` each, in the task's order."""
+        return self.backend.decode_frames_list(task.path, task.frames)
+
+    def frame_shapes(self, plan: BatchPlan) -> dict[str, tuple[int, ...]]:
+        """``(H, W, 3)`` of each camera of ``plan`` (read from the video files).
+
+        Raises:
+            DataFileError: two files of one camera have different resolutions.
+        """
+        shapes = {}
+        for key, req in plan.cameras.items():
+            found = {(self.backend.index(p).height, self.backend.index(p).width) for p in
+                     (req.paths[f] for f in np.unique(req.file_ids).tolist())}
+            if len(found) > 1:
+                raise DataFileError(f"{self.meta.root}: camera {key!r} files have different resolutions {sorted(found)}")
+            h, w = found.pop() if found else self.meta.features[key].shape[:2]
+            shapes[key] = (h, w, 3)
+        return shapes
 
     def stats(self, episodes: Iterable[int] | None = None) -> dict[str, dict[str, np.ndarray]]:
         """The dataset's stored feature statistics, aggregated over the selected episodes.
@@ -241,41 +275,31 @@ class Dataset:
         )
 
     # ---- decoding -------------------------------------------------------------------------------
-    def _decode_camera(self, key: str, ep: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Frames ``uint8 [B, T, H, W, 3]`` for the window rows ``[B, T]`` of one camera."""
+    def _camera_request(self, key: str, ep: np.ndarray, rows: np.ndarray) -> CameraRequest:
+        """Which frame of which file each window row ``[B, T]`` of one camera needs."""
         ts = self._columns["timestamp"][rows].astype(np.float64)  # in-episode timestamps (LeRobot's query_ts)
-        times = self._from_ts[key][ep][:, None] + ts
+        times = (self._from_ts[key][ep][:, None] + ts).reshape(-1)
         B, T = rows.shape
         flat_ep = np.repeat(ep, T)
-        flat_t = times.reshape(-1)
-        flat_file = self._video_file_of[key][flat_ep]
-        out: np.ndarray | None = None
-        for file_id in np.unique(flat_file).tolist():
+        file_ids = self._video_file_of[key][flat_ep]
+        frames = np.empty(B * T, dtype=np.int64)
+        for file_id in np.unique(file_ids).tolist():
             path = self._video_files[key][file_id]
-            sel = np.flatnonzero(flat_file == file_id)
+            sel = np.flatnonzero(file_ids == file_id)
             index = self.backend.index(path)
-            frame_idx, dist = index.nearest(flat_t[sel])
+            frame_idx, dist = index.nearest(times[sel])
             bad = dist >= self.tolerance_s
             if bad.any():
                 j = int(np.argmax(bad))
                 e_id = self.episodes[int(flat_ep[sel[j]])]
                 raise TimestampError(
                     f"{path}: episode {e_id}, camera {key!r}: no frame within tolerance_s={self.tolerance_s} "
-                    f"of t={flat_t[sel[j]]:.6f}s (nearest frame {int(frame_idx[j])} at "
+                    f"of t={times[sel[j]]:.6f}s (nearest frame {int(frame_idx[j])} at "
                     f"{index.times[frame_idx[j]]:.6f}s, {dist[j]:.6f}s away); the video and the data "
                     f"timestamps disagree"
                 )
-            frames = self.backend.decode_frames(path, frame_idx)
-            if out is None:
-                out = np.empty((B * T,) + frames.shape[1:], dtype=np.uint8)
-            elif frames.shape[1:] != out.shape[1:]:
-                raise DataFileError(
-                    f"{path}: camera {key!r} frames are {frames.shape[1:]}, other files of this camera "
-                    f"give {out.shape[1:]}"
-                )
-            out[sel] = frames
-        assert out is not None
-        return out.reshape((B, T) + out.shape[1:])
+            frames[sel] = frame_idx
+        return CameraRequest((B, T), key in self.delta_indices, self._video_files[key], file_ids, frames)
 
 
 def _column_to_numpy(col: pa.ChunkedArray, key: str, feature: Any, path: Path) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .plan import BatchPlan, DecodedFrames, assemble, decode_tasks
 from .sampler import Sampler, SequentialSampler, ShuffleSampler
 
 
@@ -28,6 +29,9 @@ class Loader:
         drop_last: drop the last incomplete batch.
         num_workers: decode threads (0: assemble batches in the calling thread).
         prefetch: batches in flight per worker.
+        decode_window: batches planned and decoded together (default ``max(1, num_workers) * prefetch``):
+            their camera frames are merged per file, deduplicated and decoded GOP by GOP, so frames
+            shared by overlapping windows or neighbouring samples are decoded once.
         sampler: a :class:`prf.sampler.Sampler` (default: sequential, or shuffle with ``shuffle=True``).
         rank, world_size: distributed shard (default: from torch.distributed / ``RANK``, ``WORLD_SIZE``).
         normalize: ``{key: mode}`` with modes ``"mean_std"``, ``"min_max"``, ``"quantiles"``,
@@ -59,6 +63,7 @@ class Loader:
         drop_last: bool = False,
         num_workers: int = 0,
         prefetch: int = 2,
+        decode_window: int | None = None,
         sampler: Sampler | None = None,
         rank: int | None = None,
         world_size: int | None = None,
@@ -75,6 +80,7 @@ class Loader:
         self.drop_last = bool(drop_last)
         self.num_workers = int(num_workers)
         self.prefetch = int(prefetch)
+        self.decode_window = None if decode_window is None else max(1, int(decode_window))
         if sampler is None:
             cls = ShuffleSampler if shuffle else SequentialSampler
             sampler = cls(len(dataset), seed=seed, rank=rank, world_size=world_size)
@@ -121,44 +127,77 @@ class Loader:
         self._delivered = skip
         todo = list(enumerate(batches))[skip:]
         epoch = self.sampler.epoch
-
-        def get(item: tuple[int, np.ndarray]) -> dict[str, Any]:
-            return self._load(epoch, item[0], item[1])
-
-        if self.num_workers == 0:
-            for b in todo:
-                batch = get(b)
-                self._delivered += 1
-                yield batch
-        else:
-            pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="prf-decode")
-            pending: deque[Future] = deque()
-            it = iter(todo)
-            try:
-                for b in it:
-                    pending.append(pool.submit(get, b))
-                    if len(pending) >= self.num_workers * self.prefetch:
-                        break
-                while pending:
-                    batch = pending.popleft().result()
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        pending.append(pool.submit(get, nxt))
+        pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="prf-decode") if self.num_workers else _Inline()
+        windows = self._windows(todo)
+        in_flight: deque[list[Future]] = deque()
+        try:
+            for _ in range(2):  # the window being delivered and the next one
+                w = next(windows, None)
+                if w is not None:
+                    in_flight.append(self._submit_window(pool, epoch, w))
+            while in_flight:
+                futures = in_flight.popleft()
+                for j, fut in enumerate(futures):
+                    if j == 0:
+                        w = next(windows, None)
+                        if w is not None:
+                            in_flight.append(self._submit_window(pool, epoch, w))
+                    batch = fut.result()
                     self._delivered += 1
                     yield batch
-            finally:
-                for f in pending:
+        finally:
+            for futures in in_flight:
+                for f in futures:
                     f.cancel()
-                pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
         # the pass ran to its end: the next iteration is the next epoch
         self.sampler.set_epoch(self.sampler.epoch + 1)
         self._skip_batches = 0
         self._delivered = 0
 
+    def _windows(self, todo: list[tuple[int, np.ndarray]]) -> Iterator[list[tuple[int, np.ndarray]]]:
+        """Consecutive batches decoded together: ``decode_window`` of them (default: ``prefetch`` per
+        worker)."""
+        size = self.decode_window
+        if size is None:
+            size = max(1, self.num_workers) * self.prefetch
+        for i in range(0, len(todo), size):
+            yield todo[i : i + size]
+
+    def _submit_window(self, pool: Any, epoch: int, items: list[tuple[int, np.ndarray]]) -> list[Future]:
+        """Plan the window's batches, submit its decode tasks, then one finishing job per batch.
+
+        Finishing jobs wait for the window's decode tasks; the pool runs jobs in submission order, so a
+        waiting job only ever waits for tasks already taken by other workers (no deadlock)."""
+        ds = self.dataset
+        if not hasattr(ds, "plan"):  # any object with get_batch() works, batch by batch
+            return [pool.submit(self._load, epoch, b, idx) for b, idx in items]
+        try:
+            plans = [ds.plan(idx) for _, idx in items]
+            tasks = decode_tasks(plans, ds.backend.index, split=max(1, self.num_workers))
+            shapes = [ds.frame_shapes(p) for p in plans]
+        except BaseException as e:  # surfaces in order, when the window's first batch is due
+            failed: Future = Future()
+            failed.set_exception(e)
+            return [failed] * len(items)
+        decode_futs = [pool.submit(ds.decode_task, t) for t in tasks]
+
+        def finish(batch_no: int, plan: BatchPlan, shape: dict) -> dict[str, Any]:
+            decoded = DecodedFrames()
+            for t, f in zip(tasks, decode_futs):
+                decoded.add(t, f.result())
+            return self._finish(assemble(plan, decoded, shape), epoch, batch_no)
+
+        return [pool.submit(finish, b, p, sh) for (b, _), p, sh in zip(items, plans, shapes)]
+
     def _load(self, epoch: int, batch_no: int, indices: np.ndarray) -> dict[str, Any]:
-        """Assemble batch ``batch_no`` of ``epoch`` (runs in a worker). Per-batch randomness (transforms)
-        must be drawn from ``(seed, epoch, batch_no)`` only, so a resumed run repeats it exactly."""
-        batch = self.dataset.get_batch(indices)
+        """Assemble batch ``batch_no`` of ``epoch`` on its own (no window); used by adapters whose
+        framework runs its own workers."""
+        return self._finish(self.dataset.get_batch(indices), epoch, batch_no)
+
+    def _finish(self, batch: dict[str, Any], epoch: int, batch_no: int) -> dict[str, Any]:
+        """Transforms then normalization (runs in a worker). Per-batch randomness is drawn from
+        ``(seed, rank, epoch, batch_no)`` only, so a resumed run repeats it exactly."""
         if self._transform is not None:
             batch = self._transform(batch, key=(self.seed, self.sampler.rank, int(epoch), int(batch_no)))
         if self._normalizer is not None:
@@ -192,3 +231,18 @@ class Loader:
             f"prf.Loader(batch_size={self.batch_size}, batches={len(self)}, num_workers={self.num_workers}, "
             f"sampler={self.sampler!r})"
         )
+
+
+class _Inline:
+    """An executor that runs each job at submission (``num_workers=0``)."""
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - delivered through the future, as a pool would
+            f.set_exception(e)
+        return f
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass

@@ -371,6 +371,80 @@ class EpisodeChunkSampler(Sampler):
         super().load_state_dict(state)
 
 
+class EpisodePoolSampler(Sampler):
+    """A shuffle that keeps decode locality: episodes are drawn at random ``pool_size`` at a time, the
+    frames of the episodes in the pool are emitted in uniformly random order, then the pool is refilled
+    with the next ``pool_size`` episodes.
+
+    ``pool_size`` is the randomness knob: a batch holds frames of at most ``pool_size`` episodes (plus
+    the next pool's at a pool boundary), so the loader decodes many frames of the same GOPs and files
+    together; ``pool_size >= number of episodes`` is a uniform shuffle. Order: the episode permutation
+    and the frame keys are drawn from ``numpy.random.default_rng([seed, epoch])``.
+
+    Sharding is blocked (rank ``r`` takes the ``r``-th contiguous block of the padded order), so each
+    rank works on its own pools.
+
+    Args:
+        dataset: a :class:`prf.Dataset`.
+        pool_size: episodes per pool (>= 1).
+        episodes, predicate: episode selection (see :func:`select_episodes`).
+        seed, rank, world_size, drop_last: as :class:`Sampler`.
+
+    Raises:
+        SamplerError: ``pool_size < 1``, or see :func:`select_episodes`.
+    """
+
+    shard_mode = "blocked"
+
+    def __init__(
+        self,
+        dataset: Any,
+        pool_size: int = 8,
+        *,
+        episodes: Iterable[int] | None = None,
+        predicate: Callable[[Any], bool] | None = None,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        drop_last: bool = False,
+    ):
+        if int(pool_size) < 1:
+            raise SamplerError(f"pool_size must be >= 1, got {pool_size}")
+        sel = _Selection(dataset, episodes, predicate)
+        super().__init__(sel.positions.size, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+        self.pool_size = int(pool_size)
+        self.episodes = sel.ids
+        self._starts, self._lengths = sel.starts, sel.lengths
+        self._episode_of = np.repeat(np.arange(len(sel.ids)), sel.lengths)
+        self.positions = sel.positions
+
+    def global_order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        perm = rng.permutation(len(self.episodes))
+        pool_of_episode = np.empty(len(self.episodes), dtype=np.int64)
+        pool_of_episode[perm] = np.arange(len(self.episodes)) // self.pool_size
+        key = pool_of_episode[self._episode_of] + rng.random(self.positions.size)
+        return self.positions[np.argsort(key, kind="stable")]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "pool_size": self.pool_size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state.get("pool_size", self.pool_size)) != self.pool_size:
+            raise SamplerError(
+                f"cannot resume: the state has pool_size={state['pool_size']}, this sampler {self.pool_size}"
+            )
+        super().load_state_dict(state)
+
+
+def distinct_episodes_per_batch(order: np.ndarray, row_episode: np.ndarray, batch_size: int) -> float:
+    """Shuffle quality: the mean number of distinct episodes in the batches of ``order``
+    (``row_episode[i]`` is the episode of position ``i``)."""
+    eps = row_episode[np.asarray(order, dtype=np.int64)]
+    counts = [np.unique(eps[i : i + batch_size]).size for i in range(0, eps.size, batch_size)]
+    return float(np.mean(counts)) if counts else 0.0
+
+
 class WeightedSampler(Sampler):
     """Draws ``num_samples`` frames per epoch with probabilities from weights (balanced sampling).
 

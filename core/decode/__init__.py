@@ -33,6 +33,9 @@ class DecodeBackend(Protocol):
     def decode_frames(self, path: str | Path, frame_indices: np.ndarray) -> np.ndarray:
         """``uint8 [N, H, W, 3]`` frames by index in presentation order."""
 
+    def decode_frames_list(self, path: str | Path, frames: np.ndarray) -> list[np.ndarray]:
+        """``uint8 [H, W, 3]`` frames for ascending unique indices, decoded in one forward pass."""
+
 
 def get_backend(backend: str | DecodeBackend = "pyav") -> DecodeBackend:
     """Return a backend instance for a name (``"pyav"``) or pass an instance through.

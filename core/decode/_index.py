@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -42,6 +42,7 @@ class VideoIndex:
     height: int
     pix_fmt: str
     average_fps: float
+    frame_of_pts: dict = field(default_factory=dict, compare=False, repr=False)  # pts -> frame index
 
     @property
     def num_frames(self) -> int:
@@ -149,6 +150,7 @@ def build_index(path: str | Path) -> VideoIndex:
         height=height,
         pix_fmt=pix_fmt,
         average_fps=float(rate) if rate else 0.0,
+        frame_of_pts={int(v): i for i, v in enumerate(p.tolist())},
     )
 
 
