@@ -68,6 +68,46 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0 if report.complete else 4
 
 
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must be HxW, e.g. 96x128, got {text!r}") from None
+    return h, w
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from ._open import resolve_source
+    from .cache import FrameCache, dataset_videos
+    from .dataset import Dataset
+    from .errors import MissingFilesError
+    from .meta import DatasetMeta
+
+    cache = FrameCache(args.cache_dir, size=_parse_size(args.size))
+    if args.action == "clean":
+        removed = cache.clean()
+        print(json.dumps({"removed": [str(p) for p in removed]}) if args.json else f"removed {len(removed)} stale entries")
+        return 0
+    meta = DatasetMeta(resolve_source(args.dataset))
+    try:
+        ds = Dataset(meta)
+    except MissingFilesError as e:
+        if not e.present_episodes:
+            raise
+        ds = Dataset(meta, episodes=e.present_episodes)
+    videos = dataset_videos(ds)
+    written = cache.build(videos, progress=not args.json)
+    summary = {"dataset": str(meta.root), "cache_dir": str(cache.dir), "videos": len(videos),
+               "built": [str(p) for p in written], "entries": [str(cache.entry(v)) for v in videos]}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{len(videos)} video(s) cached in {cache.dir} ({len(written)} built now)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prf", description="Fast, frame-exact LeRobot dataset loading.")
     from . import __version__
@@ -112,12 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--json", action="store_true", help="print the conversion report as JSON")
     conv.add_argument("--quiet", action="store_true", help="no progress bar and no report")
     conv.set_defaults(func=_cmd_convert)
+    cache = sub.add_parser("cache", help="decoded-frame cache: build or clean",
+                           description="Decode every frame of a dataset's videos once into memory-mapped files; "
+                           "loaders given cache_dir= then read frames at memory speed. Entries are keyed by each "
+                           "video's path, size and mtime, so changed videos are re-cached.")
+    cache.add_argument("action", choices=["build", "clean"], help="build: cache a dataset; clean: drop stale entries")
+    cache.add_argument("dataset", nargs="?", help="dataset folder or Hub repo id (for build)")
+    cache.add_argument("--cache-dir", default=None, help="default: $PRF_CACHE/frames or ~/.cache/prf/frames")
+    cache.add_argument("--size", default=None, help="store frames resized to HxW (default: as decoded)")
+    cache.add_argument("--json", action="store_true", help="machine-readable output")
+    cache.set_defaults(func=_cmd_cache)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "cache" and args.action == "build" and not args.dataset:
+        parser.error("prf cache build needs a DATASET")
     try:
         return int(args.func(args))
     except PrfError as e:

@@ -8,6 +8,7 @@ decodes each video file's requests in one sorted pass.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -261,11 +262,41 @@ class Dataset:
 
         return dataset_stats(self, episodes)
 
-    def loader(self, batch_size: int = 1, **kwargs: Any):
-        """A :class:`prf.Loader` over this dataset; see its docstring for the options."""
+    def loader(self, batch_size: int = 1, *, cache_dir: str | Path | None = None,
+               cache_size: tuple[int, int] | None = None, **kwargs: Any):
+        """A :class:`prf.Loader` over this dataset; see its docstring for the options.
+
+        Args:
+            cache_dir: serve camera frames from a decoded-frame cache there (see :mod:`prf.cache`),
+                building the missing entries first (every frame decoded once, with a progress bar).
+            cache_size: ``(height, width)`` the cache stores frames at (default: the videos' own).
+        """
         from .loader import Loader
 
-        return Loader(self, batch_size=batch_size, **kwargs)
+        ds = self
+        if cache_dir is not None:
+            ds = self.with_frame_cache(cache_dir, size=cache_size)
+        return Loader(ds, batch_size=batch_size, **kwargs)
+
+    def with_frame_cache(self, cache_dir: str | Path, *, size: tuple[int, int] | None = None,
+                         build: bool = True, progress: bool = True) -> "Dataset":
+        """A shallow copy of this dataset that reads camera frames from a decoded-frame cache.
+
+        Raises:
+            VideoError: building the cache failed (no partial entry is left).
+        """
+        from .cache import CachedBackend, FrameCache, dataset_videos
+
+        cache = FrameCache(cache_dir, size=size)
+        if build:
+            cache.build(dataset_videos(self), progress=progress)
+        return self.with_backend(CachedBackend(self.backend, cache))
+
+    def with_backend(self, backend: str | DecodeBackend) -> "Dataset":
+        """A shallow copy of this dataset (sharing its loaded columns) that decodes with ``backend``."""
+        other = copy.copy(self)
+        other.backend = get_backend(backend)
+        return other
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,184 @@
+"""Decoded-frame cache: every frame of a dataset's videos decoded once into memory-mapped uint8 files.
+
+Later epochs read frames from the page cache instead of decoding them. One ``.npy`` file per video file
+(``uint8 [num_frames, H, W, 3]``, frames in presentation order, optionally resized) is named by a hash
+of the video's absolute path, size, modification time and the resize, so a changed video gets a new
+entry (the old one is ignored; ``prf cache clean`` removes entries whose video is gone or changed).
+Entries are written to a temporary file and renamed: an interrupted build leaves no partial entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .decode import VideoIndex, get_index
+from .errors import PrfError, VideoError
+
+FORMAT_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$PRF_CACHE/frames``, else ``~/.cache/prf/frames``."""
+    return Path(os.environ.get("PRF_CACHE", Path.home() / ".cache" / "prf")) / "frames"
+
+
+def _entry_name(path: str, size: tuple[int, int] | None) -> str:
+    st = os.stat(path)
+    key = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{size}|v{FORMAT_VERSION}"
+    return hashlib.sha1(key.encode()).hexdigest()[:24]
+
+
+class FrameCache:
+    """A folder of decoded-frame entries.
+
+    Args:
+        cache_dir: where entries live (created on demand).
+        size: ``(height, width)`` to store frames resized to (area interpolation), or ``None`` to keep
+            the videos' resolution (frames then equal the decoded ones bit for bit).
+    """
+
+    def __init__(self, cache_dir: str | Path | None = None, size: tuple[int, int] | None = None):
+        self.dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self._maps: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def entry(self, video: str | Path) -> Path:
+        return self.dir / f"{_entry_name(str(video), self.size)}.npy"
+
+    def has(self, video: str | Path) -> bool:
+        return self.entry(video).is_file()
+
+    def frames(self, video: str | Path) -> np.ndarray:
+        """The entry of ``video`` as a read-only memory map ``uint8 [N, H, W, 3]``."""
+        video = str(video)
+        m = self._maps.get(video)
+        if m is None:
+            with self._lock:
+                m = self._maps.get(video)
+                if m is None:
+                    m = np.load(self.entry(video), mmap_mode="r")
+                    self._maps[video] = m
+        return m
+
+    def build(self, videos: Iterable[str | Path], *, progress: bool = True, thread_count: int = 0) -> list[Path]:
+        """Decode every frame of each video not cached yet into its entry.
+
+        Raises:
+            VideoError: a video cannot be decoded (no entry is written for it).
+        """
+        import av
+        from av.video.reformatter import VideoReformatter
+
+        todo = [str(v) for v in dict.fromkeys(str(v) for v in videos) if not self.has(v)]
+        if not todo:
+            return []
+        self.dir.mkdir(parents=True, exist_ok=True)
+        total = sum(get_index(v).num_frames for v in todo)
+        written = []
+        with tqdm(total=total, unit="frame", desc="caching decoded frames", disable=not progress) as bar:
+            for video in todo:
+                index = get_index(video)
+                h, w = self.size or (index.height, index.width)
+                dst = self.entry(video)
+                tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+                try:
+                    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(index.num_frames, h, w, 3))
+                    reformatter = VideoReformatter()
+                    n = 0
+                    with av.open(video) as container:
+                        stream = container.streams.video[0]
+                        stream.codec_context.thread_count = thread_count
+                        for frame in container.decode(stream):
+                            i = index.frame_of_pts.get(frame.pts, n) if frame.pts is not None else n
+                            if self.size is None:
+                                mm[i] = reformatter.reformat(frame, format="rgb24").to_ndarray()
+                            else:
+                                mm[i] = reformatter.reformat(frame, format="rgb24", width=w, height=h,
+                                                             interpolation="AREA").to_ndarray()
+                            n += 1
+                            bar.update(1)
+                    if n != index.num_frames:
+                        raise VideoError(f"{video}: decoded {n} frames, the packet index has {index.num_frames}")
+                    mm.flush()
+                    del mm
+                    os.replace(tmp, dst)
+                    meta = {"video": os.path.abspath(video), "frames": index.num_frames, "height": h, "width": w,
+                            "resized": self.size is not None, "format": FORMAT_VERSION}
+                    dst.with_suffix(".json").write_text(json.dumps(meta))
+                    written.append(dst)
+                except BaseException as e:
+                    tmp.unlink(missing_ok=True)
+                    if isinstance(e, (PrfError, KeyboardInterrupt)) or not isinstance(e, Exception):
+                        raise
+                    raise VideoError(f"{video}: caching failed ({type(e).__name__}: {e})") from e
+        return written
+
+    def clean(self) -> list[Path]:
+        """Remove entries whose video is gone or has changed since it was cached."""
+        removed = []
+        for meta_path in self.dir.glob("*.json"):
+            try:
+                meta = json.loads(meta_path.read_text())
+                video = meta["video"]
+                stale = not os.path.isfile(video)
+                if not stale:
+                    for size in ([None] if not meta.get("resized") else []) + [(meta["height"], meta["width"])]:
+                        if meta_path.stem == _entry_name(video, size):
+                            break
+                    else:
+                        stale = True
+            except (OSError, ValueError, KeyError):
+                stale = True
+            if stale:
+                meta_path.with_suffix(".npy").unlink(missing_ok=True)
+                meta_path.unlink(missing_ok=True)
+                removed.append(meta_path.with_suffix(".npy"))
+        return removed
+
+
+class CachedBackend:
+    """A decode backend that serves frames from a :class:`FrameCache` and falls back to ``inner`` for
+    videos that are not cached."""
+
+    def __init__(self, inner: Any, cache: FrameCache):
+        self.inner = inner
+        self.cache = cache
+        self.name = f"cache({inner.name})"
+
+    def index(self, path: str | Path) -> VideoIndex:
+        idx = self.inner.index(path)
+        if self.cache.size is not None and self.cache.has(path):
+            h, w = self.cache.size
+            idx = dataclasses.replace(idx, height=h, width=w)
+        return idx
+
+    def decode(self, path: str | Path, timestamps: np.ndarray, tolerance_s: float | None = None):
+        idx = self.index(path)
+        frames = idx.lookup(np.asarray(timestamps, dtype=np.float64), tolerance_s)
+        return self.decode_frames(path, frames), idx.times[frames]
+
+    def decode_frames(self, path: str | Path, frame_indices: np.ndarray) -> np.ndarray:
+        if not self.cache.has(path):
+            return self.inner.decode_frames(path, frame_indices)
+        return np.ascontiguousarray(self.cache.frames(path)[np.asarray(frame_indices, dtype=np.int64)])
+
+    def decode_frames_list(self, path: str | Path, frames: np.ndarray) -> list[np.ndarray]:
+        if not self.cache.has(path):
+            return self.inner.decode_frames_list(path, frames)
+        mm = self.cache.frames(path)
+        return [mm[i] for i in np.asarray(frames, dtype=np.int64).tolist()]  # views: assembly copies once
+
+
+def dataset_videos(dataset: Any) -> list[str]:
+    """Every video file the dataset's selected episodes and cameras read."""
+    return sorted({p for files in dataset._video_files.values() for p in files})
