@@ -46,6 +46,7 @@ def open_dataset(
     tolerance_s: float = 1e-4,
     cameras: Iterable[str] | None = None,
     backend: str | DecodeBackend = "pyav",
+    device: str = "cpu",
     revision: str | None = None,
 ) -> Dataset:
     """Open a LeRobot dataset (format v2.0, v2.1 or v3.0) for training.
@@ -58,7 +59,9 @@ def open_dataset(
         tolerance_s: how far (seconds) a window offset may be off the fps grid and a video frame's pts
             from its requested time, as LeRobot's ``tolerance_s``.
         cameras: camera keys to decode (default: all; ``[]`` decodes none).
-        backend: decode backend name or instance (``"pyav"``).
+        backend: decode backend: ``"pyav"`` (default), ``"torchcodec"``, ``"auto"`` (the fastest
+            available), or an instance of :class:`prf.DecodeBackend`.
+        device: where the torchcodec backend decodes (``"cuda"``: NVDEC; not for AV1 on A100/H100).
         revision: Hub revision when ``source`` is a repo id.
 
     Returns:
@@ -80,4 +83,5 @@ def open_dataset(
         tolerance_s=tolerance_s,
         cameras=cameras,
         backend=backend,
+        device=device,
     )

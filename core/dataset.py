@@ -43,10 +43,11 @@ class Dataset:
         tolerance_s: float = 1e-4,
         cameras: Iterable[str] | None = None,
         backend: str | DecodeBackend = "pyav",
+        device: str = "cpu",
     ):
         self.meta = meta
         self.tolerance_s = float(tolerance_s)
-        self.backend = get_backend(backend)
+        self.backend = get_backend(backend, device)
         self.delta_timestamps = {k: list(v) for k, v in (delta_timestamps or {}).items()}
         self.cameras = self._select_cameras(cameras)
         self.episodes = self._select_episodes(episodes)
