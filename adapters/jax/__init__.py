@@ -18,6 +18,11 @@ Pipelines produce NumPy (cheap to move between Grain's worker processes); conver
 ``.map(prf.jax.to_jax)`` or call :func:`to_jax` in the training loop. JAX's default
 (``jax_enable_x64`` off) turns ``int64`` features into ``int32``; everything else keeps its dtype.
 
+Grain (0.2.x) reads its absl flags when it starts worker processes (``mp_prefetch``,
+``DataLoader(worker_count>0)``) and raises ``UnparsedFlagAccessError`` in programs that do not run
+under ``absl.app.run``; importing ``prf.jax`` marks absl's flags parsed (with their defaults) when
+nothing parsed them yet, so those work in plain scripts and notebooks.
+
 Install with ``pip install prf[jax]``.
 """
 
@@ -39,6 +44,19 @@ import numpy as np
 
 import prf as _prf
 from prf._batches import EpochBatches
+
+
+def _absl_flags_defaults() -> None:
+    """See the module docstring: let Grain read its absl flags' defaults outside ``absl.app.run``."""
+    try:
+        from absl import flags
+    except ImportError:  # pragma: no cover - grain depends on absl
+        return
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+_absl_flags_defaults()
 
 
 def _open(source: Any, open_kwargs: dict[str, Any] | None) -> _prf.Dataset:
@@ -396,7 +414,10 @@ def data_loader(
         shard_options: default ``grain.sharding.ShardByJaxProcess()``.
         operations: Grain transformations applied per record before batching.
         worker_count, worker_buffer_size, read_options: as ``grain.DataLoader`` (``worker_count > 0``
-            runs the pipeline in worker processes with ``mp_prefetch``). ``read_options`` defaults to
+            runs the pipeline in worker processes with ``mp_prefetch``; Grain then gives worker ``w``
+            every ``worker_count``-th record and batches per worker, so batches hold other samples
+            than prf's loader's, though each epoch holds the same ones; for identical batches in worker
+            processes use ``map_dataset(batch_size).to_iter_dataset().mp_prefetch()``). ``read_options`` defaults to
             2 reader threads and a prefetch buffer of two batches.
         order: ``"prf"`` (default): :class:`Sampler`, prf's order and rank shards, the same samples
             as ``ds.loader(...)``. ``"grain"``: ``grain.samplers.IndexSampler`` (Grain's shuffle and
