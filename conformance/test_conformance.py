@@ -1,6 +1,6 @@
 """One suite, every adapter: the same dataset and (seed, epoch, rank, world_size) must give the same
 samples, in the same order, with the documented shapes and dtypes, windows and pads, disjoint and
-covering rank shards, and an exact resume mid-epoch (see conftest.py for how each adapter is driven)."""
+covering rank shards, and an exact resume mid-epoch (see _harness.py for how each adapter is driven)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,23 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import pytest
 
-from conftest import Cfg, Harness, open_conf, reference, reference_indices
+from _harness import DATASETS, HARNESSES, Cfg, Harness, _jax_int64, open_conf, reference, reference_indices
+
+
+@pytest.fixture(params=HARNESSES, ids=lambda h: h.name)
+def harness(request) -> Harness:
+    h: Harness = request.param
+    h.require()
+    if h.int64_as == "jax":
+        h.int64_as = _jax_int64()
+    return h
+
+
+@pytest.fixture(params=DATASETS)
+def dataset_name(request) -> str:
+    return request.param
 
 
 def documented_shape(ds, key: str, batch: int) -> tuple[int, ...]:

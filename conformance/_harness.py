@@ -1,5 +1,8 @@
 """The conformance harness: one way to drive every adapter, so one suite checks them all.
 
+(Not a conftest.py: tests/ imports helpers with ``from conftest import ...``, and a second conftest
+module would shadow that one.)
+
 Each :class:`Harness` runs a dataset through one adapter the way that framework's users would
 (``DataLoader``, Grain iterators, ``tf.data`` iterators, Keras's ``PyDataset`` indexing ...) for a
 given configuration ``(batch_size, shuffle, seed, epoch, rank, world_size, drop_last, sampler)``,
@@ -415,17 +418,3 @@ HARNESSES: list[Harness] = [
     KerasPyDatasetHarness("keras-pydataset", ("keras", "prf.keras")),
     TfDataHarness("tf-data", ("tensorflow", "keras", "prf.keras")),
 ]
-
-
-@pytest.fixture(params=HARNESSES, ids=lambda h: h.name)
-def harness(request) -> Harness:
-    h: Harness = request.param
-    h.require()
-    if h.int64_as == "jax":
-        h.int64_as = _jax_int64()
-    return h
-
-
-@pytest.fixture(params=DATASETS)
-def dataset_name(request) -> str:
-    return request.param
