@@ -254,6 +254,7 @@ def map_dataset(
     rank: int | None = None,
     world_size: int | None = None,
     open_kwargs: dict[str, Any] | None = None,
+    **loader_kwargs: Any,
 ) -> grain.MapDataset:
     """A ``grain.MapDataset`` over a dataset in prf's order for this JAX process.
 
@@ -269,6 +270,7 @@ def map_dataset(
         shuffle, seed, drop_last, sampler: as :class:`prf.Loader` (``drop_last`` only with ``batch_size``).
         rank, world_size: this shard (default ``jax.process_index()``, ``jax.process_count()``);
             sharded as prf's samplers shard (``DistributedSampler``-style, equal length per rank).
+        **loader_kwargs: further :class:`prf.Loader` options (per-batch transforms), with ``batch_size``.
 
     Returns:
         a ``grain.MapDataset`` of NumPy records; ``.to_iter_dataset()`` iterators support
@@ -276,11 +278,11 @@ def map_dataset(
     """
     ds = _open(source, open_kwargs)
     rank, world_size = _jax_rank_world_size(rank, world_size)
+    if batch_size is None and (drop_last or loader_kwargs):
+        raise ValueError("drop_last and per-batch loader options need batch_size (records are samples without it)")
     loader = ds.loader(batch_size or 1, shuffle=shuffle, seed=seed, drop_last=drop_last, sampler=sampler,
-                       rank=rank, world_size=world_size)
+                       rank=rank, world_size=world_size, **loader_kwargs)
     if batch_size is None:
-        if drop_last:
-            raise ValueError("drop_last needs batch_size (or pass drop_remainder to .batch())")
         src = source if isinstance(source, DataSource) else DataSource(ds)
         return _PrfOrderMapDataset(grain.MapDataset.source(src), loader, epoch)
     return _PrfBatchMapDataset(EpochBatches(loader), epoch)

@@ -86,6 +86,8 @@ class PyDataset(keras.utils.PyDataset):
         shuffle, seed, drop_last, sampler, rank, world_size: as :class:`prf.Loader`.
         epoch: the epoch ``self[k]`` reads; :meth:`on_epoch_end` adds one.
         workers, use_multiprocessing, max_queue_size: Keras's ``PyDataset`` options.
+        **loader_kwargs: further :class:`prf.Loader` options (e.g. per-batch transforms), applied as
+            the loader applies them.
 
     ``self[k]`` is batch ``k`` of ``ds.loader(batch_size, ...)`` at epoch :attr:`epoch` (arrays
     ``[B, ...]``, NumPy); ``len(self)`` batches per epoch. To resume mid-epoch, :meth:`set_epoch` and
@@ -99,12 +101,13 @@ class PyDataset(keras.utils.PyDataset):
                  targets: Selection = None, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
                  sampler: Any = None, rank: int | None = None, world_size: int | None = None, epoch: int = 0,
                  open_kwargs: dict[str, Any] | None = None, workers: int = 1, use_multiprocessing: bool = False,
-                 max_queue_size: int = 10):
+                 max_queue_size: int = 10, **loader_kwargs: Any):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         ds = _open(source, open_kwargs)
-        self._batches = EpochBatches(ds.loader(batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-                                               sampler=sampler, rank=rank, world_size=world_size))
-        keys = _batch_keys(ds)
+        loader = ds.loader(batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, sampler=sampler,
+                           rank=rank, world_size=world_size, **loader_kwargs)
+        self._batches = EpochBatches(loader)
+        keys = list(_sample_spec(loader))
         _check_selection(keys, inputs, "inputs")
         _check_selection(keys, targets, "targets")
         self.inputs, self.targets = inputs, targets
@@ -134,20 +137,17 @@ class PyDataset(keras.utils.PyDataset):
         return f"prf.keras.PyDataset({self._batches.loader!r}, epoch={self.epoch})"
 
 
-_SPECS: "weakref.WeakKeyDictionary[_prf.Dataset, dict]" = weakref.WeakKeyDictionary()
+_SPECS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
-def _batch_keys(ds: _prf.Dataset) -> list[str]:
-    return list(_sample_spec(ds).keys())
-
-
-def _sample_spec(ds: _prf.Dataset) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Per key of a batch: the shape of one sample and the dtype (from one decoded sample)."""
-    cached = _SPECS.get(ds)
+def _sample_spec(loader: Any) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Per key of the loader's batches: one sample's shape and the dtype, from a one-sample batch
+    assembled as the loader assembles batches (so its per-batch transforms are accounted for)."""
+    cached = _SPECS.get(loader)
     if cached is None:
-        one = ds.get_batch(np.array([0], dtype=np.int64))
+        one = loader._load(0, 0, np.array([0], dtype=np.int64))
         cached = {k: ((), np.dtype(object)) if k == "task" else (tuple(v.shape[1:]), v.dtype) for k, v in one.items()}
-        _SPECS[ds] = cached
+        _SPECS[loader] = cached
     return cached
 
 
@@ -158,14 +158,20 @@ def output_signature(source: Any, batch_size: int, *, inputs: Selection = None, 
     The batch axis is ``batch_size`` when every batch is full (``drop_last``, or the rank's sample
     count a multiple of ``batch_size``), else ``None``. ``task`` is ``tf.string [B]``.
     """
+    for only_tf_data in ("epoch", "num_epochs", "num_parallel_calls", "prefetch"):
+        loader_kwargs.pop(only_tf_data, None)
+    ds = source if isinstance(source, _prf.Dataset) else _open(source, loader_kwargs.pop("open_kwargs", None))
+    return _signature(ds.loader(batch_size, drop_last=drop_last, **loader_kwargs), inputs, targets)
+
+
+def _signature(loader: Any, inputs: Selection, targets: Selection) -> Any:
     import tensorflow as tf
 
-    ds = source if isinstance(source, _prf.Dataset) else _open(source, loader_kwargs.pop("open_kwargs", None))
-    loader = ds.loader(batch_size, drop_last=drop_last, **loader_kwargs)
-    full = drop_last or len(loader.sampler) % batch_size == 0
+    batch_size = loader.batch_size
+    full = loader.drop_last or len(loader.sampler) % batch_size == 0
     b = batch_size if full else None
     spec: dict[str, Any] = {}
-    for k, (shape, dtype) in _sample_spec(ds).items():
+    for k, (shape, dtype) in _sample_spec(loader).items():
         tf_dtype = tf.string if k == "task" else tf.as_dtype(dtype)
         spec[k] = tf.TensorSpec((b, *shape), tf_dtype)
     return split_batch(spec, inputs, targets) if (inputs or targets) else spec
@@ -188,6 +194,7 @@ def to_tf_dataset(
     num_parallel_calls: int | None = None,
     prefetch: int | None = None,
     open_kwargs: dict[str, Any] | None = None,
+    **loader_kwargs: Any,
 ) -> Any:
     """A ``tf.data.Dataset`` of prf batches.
 
@@ -199,6 +206,7 @@ def to_tf_dataset(
         num_parallel_calls: batches decoded in parallel (default ``tf.data.AUTOTUNE``); the order stays
             prf's (``deterministic=True``).
         prefetch: batches prefetched (default ``tf.data.AUTOTUNE``; 0: none).
+        **loader_kwargs: further :class:`prf.Loader` options, applied as the loader applies them.
 
     Returns:
         ``tf.data.Dataset`` whose ``element_spec`` is :func:`output_signature`: the prf batch dict, or
@@ -208,14 +216,13 @@ def to_tf_dataset(
 
     ds = _open(source, open_kwargs)
     loader = ds.loader(batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, sampler=sampler,
-                       rank=rank, world_size=world_size)
+                       rank=rank, world_size=world_size, **loader_kwargs)
     batches = EpochBatches(loader)
     nb = len(batches)
-    _check_selection(_batch_keys(ds), inputs, "inputs")
-    _check_selection(_batch_keys(ds), targets, "targets")
-    full_spec = output_signature(ds, batch_size, drop_last=drop_last, shuffle=shuffle, seed=seed, sampler=sampler,
-                                 rank=rank, world_size=world_size)
+    full_spec = _signature(loader, None, None)
     keys = list(full_spec)
+    _check_selection(keys, inputs, "inputs")
+    _check_selection(keys, targets, "targets")
     first = int(epoch)
 
     def load(i: np.int64) -> list[np.ndarray]:
