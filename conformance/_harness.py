@@ -262,17 +262,40 @@ def _torch_collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class TorchIterableHarness(_TorchBase):
-    """``prf.torch.IterableDataset`` (batches) in ``DataLoader(batch_size=None, num_workers=2)``."""
+    """``prf.torch.BatchIterableDataset`` (batches sharded by rank and DataLoader worker) in torchdata's
+    ``StatefulDataLoader(batch_size=None, num_workers=2)``; resume with the loader's ``state_dict``."""
 
-    def run(self, ds, cfg, count=None, resume_after=None, tmp_path=None):
-        import torch.utils.data as tud
+    def require(self) -> None:
+        super().require()
+        import prf.torch
+
+        if not hasattr(prf.torch, "BatchIterableDataset"):
+            msg = "prf.torch.BatchIterableDataset is not in this tree (it comes with the training branch)"
+            if os.environ.get("CI"):
+                pytest.fail(msg)
+            pytest.skip(msg)
+
+    def _loader(self, ds, cfg):
+        from torchdata.stateful_dataloader import StatefulDataLoader
 
         import prf.torch
 
-        ids = prf.torch.IterableDataset(ds, cfg.batch_size, **cfg.loader_kwargs(ds))
-        ids.set_epoch(cfg.epoch, start_batch=resume_after or 0)
-        dl = tud.DataLoader(ids, batch_size=None, num_workers=2, multiprocessing_context=_torch_mp_context())
-        return _take(dl, count)
+        ids = prf.torch.BatchIterableDataset(ds, cfg.batch_size, **cfg.loader_kwargs(ds))
+        ids.set_epoch(cfg.epoch)
+        return StatefulDataLoader(ids, batch_size=None, num_workers=2, multiprocessing_context=_torch_mp_context())
+
+    def run(self, ds, cfg, count=None, resume_after=None, tmp_path=None):
+        dl = self._loader(ds, cfg)
+        if resume_after is None:
+            return _take(dl, count)
+        it = iter(dl)
+        for _ in range(resume_after):
+            next(it)
+        state = dl.state_dict()
+        del it
+        fresh = self._loader(ds, cfg)
+        fresh.load_state_dict(state)
+        return _take(fresh, count)
 
 
 class _JaxBase(Harness):
@@ -411,7 +434,7 @@ def _jax_int64() -> str:
 HARNESSES: list[Harness] = [
     NumpyHarness("numpy", ()),
     TorchMapHarness("torch-map", ("torch", "prf.torch")),
-    TorchIterableHarness("torch-iterable", ("torch", "prf.torch")),
+    TorchIterableHarness("torch-iterable", ("torch", "torchdata", "prf.torch")),
     MlxHarness("mlx", ("mlx.core", "prf.mlx")),
     GrainMapHarness("jax-grain-map", ("jax", "grain", "prf.jax"), int64_as="jax"),
     GrainLoaderHarness("jax-grain-dataloader", ("jax", "grain", "prf.jax"), int64_as="jax"),

@@ -1,10 +1,10 @@
-"""Train a tiny behaviour-cloning policy (camera + state -> action) with PyTorch on prf batches from
-``prf.torch.IterableDataset`` in a ``DataLoader`` with 2 workers.
+"""Train a tiny behaviour-cloning policy (camera + state -> action) with PyTorch on samples from the
+map-style ``prf.torch.Dataset`` in a plain ``torch.utils.data.DataLoader`` with 2 workers.
 
     python examples/torch_train.py --steps 40          # pusht_sim_v30 from ../shared/data
 
-Each worker decodes every second batch; the ``DataLoader`` interleaves them back into prf's order.
-Prints one loss per step; ``--json`` prints ``{"losses": [...]}`` as the last line.
+The ``DataLoader`` asks for whole batches (``__getitems__``), which prf assembles with one batched
+decode per video file. Prints one loss per step; ``--json`` prints ``{"losses": [...]}`` as the last line.
 """
 
 from __future__ import annotations
@@ -36,6 +36,13 @@ class Policy(nn.Module):
         return self.head(torch.cat([self.cnn(prf.torch.to_lerobot_images(image)), state], dim=1))
 
 
+def collate(samples: list[dict]) -> dict:
+    """torch's default collate, with ``task`` kept as a list of str."""
+    out = torch.utils.data.default_collate([{k: v for k, v in s.items() if k != "task"} for s in samples])
+    out["task"] = [s["task"] for s in samples]
+    return out
+
+
 def main(argv: list[str] | None = None) -> list[float]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default=str(DEFAULT))
@@ -53,12 +60,11 @@ def main(argv: list[str] | None = None) -> list[float]:
     model = Policy(state.shape[1], action.shape[1])
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 
-    train = prf.torch.IterableDataset(ds, args.batch_size, shuffle=True, seed=0, drop_last=True)
-    dl = torch.utils.data.DataLoader(train, batch_size=None, num_workers=2)
+    train = prf.torch.Dataset(ds)
+    dl = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=2,
+                                     collate_fn=collate)
     losses: list[float] = []
-    epoch = 0
     while len(losses) < args.steps:
-        train.set_epoch(epoch)  # as with DistributedSampler: a new order per epoch
         for batch in dl:
             pred = model(batch[args.camera], (batch["observation.state"] - s_mean) / s_std)
             loss = F.mse_loss(pred, (batch["action"] - a_mean) / a_std)
@@ -70,7 +76,6 @@ def main(argv: list[str] | None = None) -> list[float]:
                 print(f"step {len(losses):4d}  loss {losses[-1]:.4f}")
             if len(losses) >= args.steps:
                 break
-        epoch += 1
     if args.json:
         print(json.dumps({"losses": losses}))
     return losses

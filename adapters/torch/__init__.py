@@ -5,8 +5,6 @@
   ``DataLoader`` batch is assembled by prf's batched decode (each video file decoded in one pass).
 - :func:`to_torch`: a NumPy batch (from ``prf.Loader``) as tensors without copying
   (``torch.from_numpy``).
-- :class:`IterableDataset`: a ``torch.utils.data.IterableDataset`` of batches in prf's order, sharded
-  by rank and by ``DataLoader`` worker (no two (rank, worker) pairs deliver the same batch).
 - :func:`loader`: prf's own threaded loader, yielding tensor batches.
 - :func:`to_lerobot_images`: ``uint8 [..., H, W, C]`` frames as LeRobot's ``float32 [..., C, H, W]`` in [0, 1].
 
@@ -91,62 +89,6 @@ class Dataset(_tud.Dataset):
         return f"prf.torch.Dataset({self.dataset!r})"
 
 
-class IterableDataset(_tud.IterableDataset):
-    """Batches in prf's order, sharded by rank and by ``DataLoader`` worker.
-
-    Args:
-        source: a dataset folder / Hub repo id (opened with ``open_kwargs``), or a :class:`prf.Dataset`.
-        batch_size: samples per batch; use ``DataLoader(ids, batch_size=None, num_workers=W)``.
-        open_kwargs: :func:`prf.open_dataset` options.
-        **loader_kwargs: :class:`prf.Loader` options (``shuffle``, ``seed``, ``drop_last``, ``sampler``,
-            ``rank``, ``world_size``; rank and world size default to ``torch.distributed``'s).
-
-    The rank's batches come from prf's sampler (a pure function of ``(seed, epoch, rank, world_size)``);
-    ``DataLoader`` worker ``w`` of ``W`` decodes batches ``w, w + W, ...``, and since the ``DataLoader``
-    takes batches from its workers in turn, it yields exactly the order of
-    ``ds.loader(batch_size, ...)``: each batch ``{key: tensor [B, ...]}`` plus ``task`` (list[str]).
-    Call :meth:`set_epoch` before each epoch (as with ``DistributedSampler``); to resume mid-epoch pass
-    ``start_batch`` (the batches already delivered).
-    """
-
-    def __init__(self, source: str | Path | _prf.Dataset, batch_size: int = 1, *,
-                 open_kwargs: dict[str, Any] | None = None, **loader_kwargs: Any):
-        from prf._batches import EpochBatches
-
-        if isinstance(source, _prf.Dataset):
-            if open_kwargs:
-                raise TypeError("open_kwargs are only accepted with a path or repo id")
-            ds = source
-        else:
-            ds = _prf.open_dataset(source, **(open_kwargs or {}))
-        loader_kwargs.setdefault("num_workers", 0)
-        self._batches = EpochBatches(ds.loader(batch_size, **loader_kwargs))
-        self.epoch = self._batches.loader.epoch
-        self.start_batch = 0
-
-    @property
-    def dataset(self) -> _prf.Dataset:
-        return self._batches.dataset
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """Deliver ``epoch``'s batches from ``start_batch`` on at the next iteration."""
-        self.epoch = int(epoch)
-        self.start_batch = int(start_batch)
-
-    def __len__(self) -> int:
-        """Batches in an epoch of this rank (from ``start_batch`` on)."""
-        return max(0, len(self._batches) - self.start_batch)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        info = _tud.get_worker_info()
-        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        for k in range(self.start_batch + worker, len(self._batches), workers):
-            yield to_torch(self._batches.load(self.epoch, k))
-
-    def __repr__(self) -> str:
-        return f"prf.torch.IterableDataset({self._batches.loader!r}, epoch={self.epoch})"
-
-
 def loader(dataset: _prf.Dataset | Dataset, batch_size: int = 1, **kwargs: Any) -> Iterator[dict[str, Any]]:
     """prf's threaded loader (:class:`prf.Loader`, same options) yielding batches of tensors."""
     ds = dataset.dataset if isinstance(dataset, Dataset) else dataset
@@ -176,4 +118,4 @@ class _TorchLoader:
         self.inner.load_state_dict(state)
 
 
-__all__ = ["Dataset", "IterableDataset", "to_torch", "to_lerobot_images", "loader"]
+__all__ = ["Dataset", "to_torch", "to_lerobot_images", "loader"]
