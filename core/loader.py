@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ._malloc import tune_malloc
 from .plan import BatchPlan, DecodedFrames, assemble, decode_tasks
 from .sampler import Sampler, SequentialSampler, ShuffleSampler
 
@@ -122,6 +123,8 @@ class Loader:
         return [order[i : i + bs] for i in range(0, stop, bs)]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if getattr(self.dataset, "cameras", None):
+            tune_malloc()  # see prf._malloc: 2.6x faster decoding of large frames on 2 threads
         batches = self.batch_indices()
         skip = self._skip_batches
         self._delivered = skip

@@ -83,3 +83,21 @@ def test_query_timestamps_match_lerobot():
         rows, _ = window_rows(pos - start, start, length, ds.delta_indices[cam])
         got = ds.column("timestamp")[rows].astype(np.float64)
         assert np.array_equal(got, o[cam + "@query_ts"])
+
+
+@pytest.mark.parametrize("name", ["pusht_sim_v30", "aloha_multicam_v30", "g1_cam_high_v21_subset"])
+def test_torchcodec_backend_equals_lerobot(name):
+    """The optional torchcodec backend gives the same bit-exact frames (skips where it is not installed)."""
+    from prf.decode import torchcodec_available
+
+    if not torchcodec_available():
+        pytest.skip("torchcodec (and the system FFmpeg libraries) not installed")
+    root = dataset_path(name)
+    oj = json.loads((root / "oracle.json").read_text())
+    o = np.load(root / "oracle.npz")
+    ds = prf.open_dataset(root, delta_timestamps=oj["delta_timestamps"], episodes=oj.get("episodes_filter"),
+                          backend="torchcodec")
+    assert ds.backend.name == "torchcodec"
+    batch = ds.get_batch(o["indices"])
+    for cam in ds.cameras:
+        assert np.array_equal(batch[cam].transpose(0, 1, 4, 2, 3), o[cam]), cam

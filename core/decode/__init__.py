@@ -42,8 +42,8 @@ def get_backend(backend: str | DecodeBackend = "pyav", device: str = "cpu") -> D
     """Return a backend instance for a name or pass an instance through.
 
     Names: ``"pyav"`` (default, always available), ``"torchcodec"`` (optional; ``device="cuda"`` for
-    NVDEC), ``"auto"``: torchcodec where it imports (measured about 2x less CPU per frame than PyAV
-    for random access on these datasets, see BENCHMARKS.md), else PyAV.
+    NVDEC), ``"auto"``: torchcodec where it imports, else PyAV (a :class:`prf.Dataset` resolves
+    ``"auto"`` by frame size first: see ``Dataset.AUTO_TORCHCODEC_MAX_PIXELS``).
 
     Raises:
         ValueError: the name is unknown.

@@ -1,0 +1,46 @@
+"""glibc malloc tuning for decoding: keep freed frame buffers instead of returning them to the OS.
+
+Decoding allocates and frees several large buffers per frame (the RGB conversion's output, the NumPy
+copy, batch arrays). With glibc's defaults, buffers above the (dynamic) mmap threshold are mmapped
+and unmapped each time, and the heap top is trimmed back to the OS, so every frame page-faults its
+memory in again, and page faults of threads of one process serialise in the kernel. Measured here
+(2 cores, 640x360 AV1, random access, 2 decode threads): 900 frames/s with the defaults, 2357 frames/s
+with ``M_MMAP_THRESHOLD`` = 64 MiB and ``M_TRIM_THRESHOLD`` = 256 MiB (the same settings as the
+``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` environment variables).
+
+Applied once per process by the loader, on glibc only; not when the user set either variable, or when
+``PRF_MALLOC_TUNING=0``. The cost: up to the trim threshold of freed memory stays mapped per arena.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 64 * 2**20
+TRIM_THRESHOLD = 256 * 2**20
+
+_done = False
+
+
+def tune_malloc() -> bool:
+    """Apply the tuning (idempotent). Returns whether it is in effect."""
+    global _done
+    if _done:
+        return True
+    if os.environ.get("PRF_MALLOC_TUNING", "1") == "0":
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    except (OSError, AttributeError):
+        return False
+    _done = ok
+    return ok
