@@ -236,6 +236,43 @@ class Loader:
         )
 
 
+class ConvertedLoader:
+    """A :class:`Loader` whose batches pass through ``convert`` (an adapter's NumPy -> framework
+    conversion); length, epochs and checkpoint state are the inner loader's."""
+
+    def __init__(self, inner: Loader, convert: Any, name: str = "prf.ConvertedLoader"):
+        self.inner = inner
+        self.convert = convert
+        self._name = name
+
+    @property
+    def dataset(self) -> Any:
+        return self.inner.dataset
+
+    @property
+    def epoch(self) -> int:
+        return self.inner.epoch
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.inner:
+            yield self.convert(batch)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.inner.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
+
+    def __repr__(self) -> str:
+        return f"{self._name}({self.inner!r})"
+
+
 class _Inline:
     """An executor that runs each job at submission (``num_workers=0``)."""
 

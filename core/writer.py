@@ -9,9 +9,7 @@ the end; an error (or an interrupt) midway removes it and leaves no dataset behi
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -23,6 +21,7 @@ from tqdm.auto import tqdm
 from .encode import VideoEncoder, pick_encoder
 from .errors import PrfError, WriteError
 from .stats import aggregate_stats, feature_stats, stats_to_json
+from ._atomic import replace_dir, temp_dir_for
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -94,7 +93,7 @@ def write_lerobot_dataset(
         raise WriteError(f"{root}: already exists (pass overwrite=True to replace it)")
     feats = _check_features(features, root)
     cameras = [k for k, f in feats.items() if f["dtype"] == "video"]
-    tmp = root.parent / f".{root.name}.prf-tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_dir_for(root)
     if tasks is not None:
         tasks = list(tasks)
         if len(set(tasks)) != len(tasks) or not all(isinstance(t, str) for t in tasks):
@@ -107,13 +106,7 @@ def write_lerobot_dataset(
         for ep in tqdm(episodes, desc=f"writing {root.name}", unit="episode", disable=not progress):
             w.add_episode(ep)
         w.finish(robot_type)
-        if root.exists():
-            trash = root.parent / f".{root.name}.prf-old-{uuid.uuid4().hex[:8]}"
-            os.rename(root, trash)
-            os.rename(tmp, root)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, root)
+        replace_dir(tmp, root)
     except BaseException as e:
         if w is not None:
             w.abort()

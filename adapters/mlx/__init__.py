@@ -21,11 +21,12 @@ except ImportError as e:  # pragma: no cover - exercised only without mlx
     raise ImportError("prf.mlx needs MLX: pip install 'prf[mlx]' (on Linux this installs mlx[cpu])") from e
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 import prf as _prf
+from prf.loader import ConvertedLoader
 
 _ZERO_COPY: bool | None = None  # does this MLX build import NumPy memory without a copy?
 
@@ -95,38 +96,9 @@ def loader(source: str | Path | _prf.Dataset, batch_size: int = 1, *, open_kwarg
     return Loader(ds.loader(batch_size, **loader_kwargs))
 
 
-class Loader:
+class Loader(ConvertedLoader):
     """Wraps a :class:`prf.Loader`: the same batches, length, epochs and state, values as ``mx.array``."""
 
     def __init__(self, inner: Any):
-        self.inner = inner
-
-    @property
-    def dataset(self) -> _prf.Dataset:
-        return self.inner.dataset
-
-    @property
-    def epoch(self) -> int:
-        return self.inner.epoch
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for batch in self.inner:
-            yield to_mlx(batch)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.inner.set_epoch(epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.inner.load_state_dict(state)
-
-    def __repr__(self) -> str:
-        return f"prf.mlx.Loader({self.inner!r})"
-
-
+        super().__init__(inner, to_mlx, "prf.mlx.Loader")
 __all__ = ["loader", "Loader", "to_mlx", "zero_copy_supported"]

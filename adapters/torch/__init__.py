@@ -28,6 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 
 import prf as _prf
+from prf.loader import ConvertedLoader
 
 
 def to_torch(batch: dict[str, Any]) -> dict[str, Any]:
@@ -95,30 +96,7 @@ class Dataset(_tud.Dataset):
 def loader(dataset: _prf.Dataset | Dataset, batch_size: int = 1, **kwargs: Any) -> Iterator[dict[str, Any]]:
     """prf's threaded loader (:class:`prf.Loader`, same options) yielding batches of tensors."""
     ds = dataset.dataset if isinstance(dataset, Dataset) else dataset
-    return _TorchLoader(ds.loader(batch_size, **kwargs))
-
-
-class _TorchLoader:
-    """Wraps a :class:`prf.Loader`; same length, epochs and state, batches as tensors."""
-
-    def __init__(self, inner: Any):
-        self.inner = inner
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for batch in self.inner:
-            yield to_torch(batch)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.inner.set_epoch(epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.inner.load_state_dict(state)
+    return ConvertedLoader(ds.loader(batch_size, **kwargs), to_torch, "prf.torch.loader")
 
 
 from ._stateful import BatchIterableDataset, TorchSampler  # noqa: E402

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Hashable, Iterable
@@ -33,6 +31,7 @@ from ._decode import (
 )
 from ._sink import TopicSink
 from ._source import RawLog, Stream
+from .._atomic import replace_dir, temp_dir_for
 
 METADATA_FILE = "metadata.json"
 STATS_FILE = "stats.json"
@@ -284,7 +283,7 @@ def convert_log(
         raise LogError(f"empty time range: start {start} >= end {end}")
     wanted = None if topics is None else list(dict.fromkeys(topics))
     log = open_log(path)
-    tmp = out.parent / f".{out.name}.prf-tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_dir_for(out)
     outputs: dict[tuple, _Output] = {}
     try:
         tmp.mkdir(parents=True)
@@ -296,13 +295,7 @@ def convert_log(
         )
         report.elapsed_s = time.perf_counter() - t0
         _write_metadata(tmp, log, report, result, wanted, start, end)
-        if out.exists():
-            trash = out.parent / f".{out.name}.prf-old-{uuid.uuid4().hex[:8]}"
-            os.rename(out, trash)
-            os.rename(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        replace_dir(tmp, out)
         return report
     except BaseException as e:
         for o in outputs.values():

@@ -14,10 +14,8 @@ As-of matching is NumPy ``searchsorted`` on the sorted ``int64`` times plus one 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -28,6 +26,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataFrameError, LogError
 from ._sink import COMPRESSION, _StatsAccumulator
+from .._atomic import replace_dir, temp_dir_for
 
 DIRECTIONS = ("backward", "forward", "nearest")
 METHODS = ("linear", "nearest", "previous")
@@ -319,7 +318,7 @@ class RoboticsDataFrame:
         out = Path(directory)
         if out.exists() and not overwrite:
             raise LogError(f"{out}: already exists (pass overwrite=True to replace it)")
-        tmp = out.parent / f".{out.name}.prf-tmp-{uuid.uuid4().hex[:8]}"
+        tmp = temp_dir_for(out)
         tmp.mkdir(parents=True)
         try:
             used: set[str] = set()
@@ -348,13 +347,7 @@ class RoboticsDataFrame:
             }
             (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2))
             (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2))
-            if out.exists():
-                trash = out.parent / f".{out.name}.prf-old-{uuid.uuid4().hex[:8]}"
-                os.rename(out, trash)
-                os.rename(tmp, out)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.rename(tmp, out)
+            replace_dir(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
