@@ -49,7 +49,7 @@ class FrameCache:
     def __init__(self, cache_dir: str | Path | None = None, size: tuple[int, int] | None = None):
         self.dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.size = None if size is None else (int(size[0]), int(size[1]))
-        self._maps: dict[str, np.ndarray] = {}
+        self._maps: dict[str, tuple[int, int, tuple[int, ...], int]] = {}  # video -> (fd, offset, shape, pid)
         self._lock = threading.Lock()
 
     def entry(self, video: str | Path) -> Path:
@@ -60,15 +60,28 @@ class FrameCache:
 
     def frames(self, video: str | Path) -> np.ndarray:
         """The entry of ``video`` as a read-only memory map ``uint8 [N, H, W, 3]``."""
-        video = str(video)
-        m = self._maps.get(video)
-        if m is None:
+        return np.load(self.entry(video), mmap_mode="r")
+
+    def read(self, video: str | Path, frames: np.ndarray) -> "CachedFrames":
+        """Frames ``frames`` of ``video``'s entry, read on demand with ``pread`` (see :class:`CachedFrames`)."""
+        fd, offset, shape = self._open(str(video))
+        return CachedFrames(str(self.entry(video)), fd, offset, shape, np.asarray(frames, dtype=np.int64))
+
+    def _open(self, video: str) -> tuple[int, int, tuple[int, ...]]:
+        """A read-only fd (shared by threads; pread keeps no position), the data offset and frame shape."""
+        got = self._maps.get(video)
+        if got is None or got[3] != os.getpid():
             with self._lock:
-                m = self._maps.get(video)
-                if m is None:
-                    m = np.load(self.entry(video), mmap_mode="r")
-                    self._maps[video] = m
-        return m
+                path = self.entry(video)
+                fd = os.open(path, os.O_RDONLY)
+                with open(path, "rb") as f:
+                    major, _ = np.lib.format.read_magic(f)
+                    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    shape, _, _ = read_header(f)
+                    offset = f.tell()
+                got = (fd, offset, tuple(shape[1:]), os.getpid())
+                self._maps[video] = got
+        return got[0], got[1], got[2]
 
     def build(self, videos: Iterable[str | Path], *, progress: bool = True, thread_count: int = 0) -> list[Path]:
         """Decode every frame of each video not cached yet into its entry.
@@ -146,6 +159,34 @@ class FrameCache:
         return removed
 
 
+class CachedFrames:
+    """Frames of one cache entry, read from the page cache with ``pread`` straight into their
+    destination (:meth:`copy_into`, used by batch assembly) or into a new array (``frames[k]``).
+
+    Reading, rather than mapping the file, avoids first-touch page faults in the process and keeps the
+    entry's pages out of the process's RSS; reading into the batch array avoids any per-frame buffer."""
+
+    def __init__(self, entry: str, fd: int, offset: int, shape: tuple[int, ...], frames: np.ndarray):
+        self.entry, self.fd, self.offset, self.shape, self.frames = entry, fd, offset, shape, frames
+        self.size = int(np.prod(shape))
+
+    def __len__(self) -> int:
+        return int(self.frames.size)
+
+    def copy_into(self, k: int, dest: np.ndarray) -> None:
+        i = int(self.frames[k])
+        if os.preadv(self.fd, [memoryview(dest).cast("B")], self.offset + i * self.size) != self.size:
+            raise VideoError(f"{self.entry}: cache entry is truncated (frame {i})")
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        arr = np.empty(self.shape, dtype=np.uint8)
+        self.copy_into(k, arr)
+        return arr
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+
 class CachedBackend:
     """A decode backend that serves frames from a :class:`FrameCache` and falls back to ``inner`` for
     videos that are not cached."""
@@ -170,13 +211,12 @@ class CachedBackend:
     def decode_frames(self, path: str | Path, frame_indices: np.ndarray) -> np.ndarray:
         if not self.cache.has(path):
             return self.inner.decode_frames(path, frame_indices)
-        return np.ascontiguousarray(self.cache.frames(path)[np.asarray(frame_indices, dtype=np.int64)])
+        return np.stack(list(self.cache.read(path, np.asarray(frame_indices, dtype=np.int64))))
 
-    def decode_frames_list(self, path: str | Path, frames: np.ndarray) -> list[np.ndarray]:
+    def decode_frames_list(self, path: str | Path, frames: np.ndarray) -> "CachedFrames | list[np.ndarray]":
         if not self.cache.has(path):
             return self.inner.decode_frames_list(path, frames)
-        mm = self.cache.frames(path)
-        return [mm[i] for i in np.asarray(frames, dtype=np.int64).tolist()]  # views: assembly copies once
+        return self.cache.read(path, frames)
 
 
 def dataset_videos(dataset: Any) -> list[str]:

@@ -66,7 +66,9 @@ class DecodedFrames:
     def __init__(self) -> None:
         self._parts: dict[str, list[tuple[np.ndarray, list[np.ndarray]]]] = {}
 
-    def add(self, task: DecodeTask, frames: list[np.ndarray]) -> None:
+    def add(self, task: DecodeTask, frames: Any) -> None:
+        """``frames``: a list of ``uint8 [H, W, 3]`` arrays in the task's order, or an object with
+        ``frames[k]`` and ``copy_into(k, dest)`` (frames read on demand)."""
         self._parts.setdefault(task.path, []).append((task.frames, frames))
 
     def fill(self, out: np.ndarray, slots: np.ndarray, path: str, frames: np.ndarray) -> None:
@@ -76,8 +78,12 @@ class DecodedFrames:
             pos = np.searchsorted(have, frames)
             pos_c = np.minimum(pos, have.size - 1)
             hit = (have[pos_c] == frames) & ~done
+            direct = getattr(arrays, "copy_into", None)  # e.g. frame-cache reads straight into the batch
             for j in np.flatnonzero(hit).tolist():
-                out[slots[j]] = arrays[pos_c[j]]
+                if direct is not None:
+                    direct(int(pos_c[j]), out[slots[j]])
+                else:
+                    out[slots[j]] = arrays[pos_c[j]]
             done |= hit
         if not done.all():  # a bug, never bad data: every planned frame has a task
             raise RuntimeError(f"{path}: frames {frames[~done][:5].tolist()} were planned but not decoded")
