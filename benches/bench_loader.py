@@ -125,7 +125,7 @@ def decode_limit(root: Path, episodes, max_frames: int = 4000) -> dict:
     return {"frames": frames, "seconds": el, "frames_per_s": frames / el}
 
 
-def configs(args, torchcodec_ok: bool, lerobot_python: str | None) -> list[tuple[str, str, list[str]]]:
+def configs(args, torchcodec_ok: bool, lerobot_python: str | None, lerobot_version: str = "") -> list[tuple[str, str, list[str]]]:
     out = []
     backends = ["pyav"] + (["torchcodec"] if torchcodec_ok else [])
     for be in backends:
@@ -137,13 +137,17 @@ def configs(args, torchcodec_ok: bool, lerobot_python: str | None) -> list[tuple
         out.append(("prf-cache", f"prf cache(warm) w2 {sampler}", ["--backend", best, "--workers", "2", "--sampler", sampler]))
     if lerobot_python:
         for be in ("torchcodec", "pyav"):
-            out.append(("lerobot", f"LeRobot {be} w2", ["--backend", be, "--workers", "2"]))
+            out.append(("lerobot", f"LeRobot{lerobot_version} {be} w2", ["--backend", be, "--workers", "2"]))
     return out
 
 
 def bench_dataset(name: str, args, lerobot_python: str | None, torchcodec_ok: bool) -> dict:
     root = Path(args.data_root) / name
     oj = json.loads((root / "oracle.json").read_text())
+    version = json.loads((root / "meta" / "info.json").read_text())["codebase_version"]
+    lerobot_version = ""
+    if version.startswith("v2"):  # LeRobot 0.4.x reads only v3.0; v2.x needs LeRobot 0.3.3
+        lerobot_python, lerobot_version = args.lerobot_v21_python, " 0.3.3"
     dts = json.dumps(oj["delta_timestamps"])
     episodes = oj.get("episodes_filter")
     common = ["--root", str(root), "--delta-timestamps", dts, "--batches", str(args.batches)]
@@ -158,7 +162,7 @@ def bench_dataset(name: str, args, lerobot_python: str | None, torchcodec_ok: bo
     t0 = time.perf_counter()
     prf.open_dataset(root, episodes=episodes).with_frame_cache(cache_dir, progress=False)
     result["cache_build_s"] = time.perf_counter() - t0
-    for kind, label, extra in configs(args, torchcodec_ok, lerobot_python):
+    for kind, label, extra in configs(args, torchcodec_ok, lerobot_python, lerobot_version):
         runs = []
         for _ in range(args.repeat):
             if kind == "lerobot":
@@ -178,7 +182,7 @@ def bench_dataset(name: str, args, lerobot_python: str | None, torchcodec_ok: bo
         result["runs"][label] = res
         msg = res.get("error") or f"{res['samples_per_s']:.0f} samples/s"
         print(f"[{name}] {label}: {msg}", file=sys.stderr)
-    base = result["runs"].get("LeRobot torchcodec w2", {}).get("samples_per_s")
+    base = result["runs"].get(f"LeRobot{lerobot_version} torchcodec w2", {}).get("samples_per_s")
     limit = result["decode_limit"]["frames_per_s"]
     for label, r in result["runs"].items():
         if "error" in r:
@@ -200,7 +204,8 @@ def markdown(results: list[dict], meta: dict) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for label, r in res["runs"].items():
             if "error" in r:
-                lines.append(f"| {label} | error: {r['error'].splitlines()[-1][:80] if r['error'] else ''} |||||||||")
+                err = [ln for ln in r["error"].strip().splitlines() if ln.strip()] or ["?"]
+                lines.append(f"| {label} | fails: `{err[-1].strip()[:90]}` |||||||||")
                 continue
             x = r.get("x_lerobot_torchcodec_w2")
             lines.append(
@@ -216,7 +221,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="*", default=CAMERA_DATASETS)
     ap.add_argument("--data-root", default=str(DEFAULT_DATA))
-    ap.add_argument("--lerobot-python", default=None, help="python of the LeRobot venv (benches/setup_lerobot.sh)")
+    ap.add_argument("--lerobot-python", default=None, help="python of the LeRobot 0.4.4 venv (benches/setup_lerobot.sh)")
+    ap.add_argument("--lerobot-v21-python", default=None,
+                    help="python of a LeRobot 0.3.3 venv for the v2.1 datasets (V21=1 benches/setup_lerobot.sh DIR)")
     ap.add_argument("--batches", type=int, default=40, help="timed batches per configuration (after one warm-up)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per configuration; the median is reported")
     ap.add_argument("--pool-size", type=int, default=4, help="episodes per pool of the episode-pool shuffle")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the LeRobot 0.4.4 reference virtualenv that bench_loader.py compares against (CPU only).
-#   bash benches/setup_lerobot.sh [VENV_DIR]      default: ../.lerobot-ref-venv (beside the repo)
+#   bash benches/setup_lerobot.sh [VENV_DIR]          default: ../.lerobot-ref-venv (beside the repo)
+#   V21=1 bash benches/setup_lerobot.sh VENV_DIR      LeRobot 0.3.3 instead, for the v2.1 datasets
 # It uses the team's recipe in ../shared/tools/lerobot-reference/setup.sh (lerobot installed --no-deps
 # with the few packages its dataset module imports, torch 2.13.0 CPU, torchcodec 0.13.0), plus psutil.
 set -euo pipefail

@@ -30,7 +30,7 @@ class Loader:
         drop_last: drop the last incomplete batch.
         num_workers: decode threads (0: assemble batches in the calling thread).
         prefetch: batches in flight per worker.
-        decode_window: batches planned and decoded together (default ``max(1, num_workers) * prefetch``):
+        decode_window: batches planned and decoded together (default ``2 * prefetch * max(1, num_workers)``):
             their camera frames are merged per file, deduplicated and decoded GOP by GOP, so frames
             shared by overlapping windows or neighbouring samples are decoded once.
         sampler: a :class:`prf.sampler.Sampler` (default: sequential, or shuffle with ``shuffle=True``).
@@ -159,11 +159,11 @@ class Loader:
         self._delivered = 0
 
     def _windows(self, todo: list[tuple[int, np.ndarray]]) -> Iterator[list[tuple[int, np.ndarray]]]:
-        """Consecutive batches decoded together: ``decode_window`` of them (default: ``prefetch`` per
-        worker)."""
+        """Consecutive batches decoded together: ``decode_window`` of them (default: ``2 * prefetch``
+        per worker)."""
         size = self.decode_window
-        if size is None:
-            size = max(1, self.num_workers) * self.prefetch
+        if size is None:  # measured: 8 batches (2 workers) helps the episode-pool order on 640x360 by 20%
+            size = max(1, self.num_workers) * self.prefetch * 2
         for i in range(0, len(todo), size):
             yield todo[i : i + size]
 
