@@ -1,13 +1,14 @@
 """prf: frame-exact, fast loading of LeRobot robot-learning datasets for every framework.
 
-``import prf`` imports no deep-learning framework; adapters live in ``prf.torch`` (and later
-``prf.mlx``, ``prf.jax``, ``prf.keras``).
+``import prf`` imports no deep-learning framework; the adapters are ``prf.torch``, ``prf.mlx``,
+``prf.jax`` (Grain) and ``prf.keras`` (PyDataset, tf.data).
 """
 
 from . import errors
 from ._open import open_dataset
 from .dataset import Dataset
-from .decode import DecodeBackend, PyAVBackend, VideoIndex
+from .cache import FrameCache
+from .decode import DecodeBackend, PyAVBackend, TorchCodecBackend, VideoIndex
 from .errors import PrfError
 from .ingest import ConversionReport, RoboticsDataFrame, convert_log, log_to_lerobot
 from .meta import DatasetMeta, Episode, Feature, VideoRef
@@ -39,6 +40,8 @@ __all__ = [
     "VideoRef",
     "DecodeBackend",
     "PyAVBackend",
+    "TorchCodecBackend",
+    "FrameCache",
     "VideoIndex",
     "PrfError",
     "errors",
