@@ -191,6 +191,9 @@ class CachedBackend:
     """A decode backend that serves frames from a :class:`FrameCache` and falls back to ``inner`` for
     videos that are not cached."""
 
+    #: loader hint: batches per worker planned together (no decode locality to gain; see Loader._windows)
+    batches_per_window = 1
+
     def __init__(self, inner: Any, cache: FrameCache):
         self.inner = inner
         self.cache = cache
