@@ -86,6 +86,9 @@ def run_demo(dataset: str | Path | None = None, *, steps: int = 200, batch_size:
         DatasetError: the dataset has no camera or no ``action``.
     """
     torch.manual_seed(seed)
+    # Leave the cores prf's decode threads use to them: torch's OpenMP threads spin-wait, and oversubscribed
+    # they slowed a training step from milliseconds to minutes on a loaded 2-core machine.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) - num_workers))
     root = Path(dataset) if dataset is not None else _ensure_demo_dataset(progress)
     ds = _open(dataset if dataset is not None else root, camera)
     cam = ds.cameras[0]
