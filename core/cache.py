@@ -52,6 +52,12 @@ class FrameCache:
         self._maps: dict[str, tuple[int, int, tuple[int, ...], int]] = {}  # video -> (fd, offset, shape, pid)
         self._lock = threading.Lock()
 
+    def __getstate__(self):  # picklable for process workers: open fds and the lock stay behind
+        return {"dir": self.dir, "size": self.size}
+
+    def __setstate__(self, state):
+        self.__init__(state["dir"], size=state["size"])
+
     def entry(self, video: str | Path) -> Path:
         return self.dir / f"{_entry_name(str(video), self.size)}.npy"
 

@@ -10,13 +10,15 @@ import numpy as np
 
 from .errors import WriteError
 
-#: encoder names tried for each codec family, in order of preference.
-ENCODERS = {"av1": ("libsvtav1", "libaom-av1"), "h264": ("libx264", "h264"), "hevc": ("libx265",)}
+#: encoder names tried for each codec family, in order of preference. HEVC is deliberately absent:
+#: libx265 in PyAV's wheel corrupts the heap (glibc abort) on frames smaller than its 64-pixel CTU.
+#: HEVC videos still decode.
+ENCODERS = {"av1": ("libsvtav1", "libaom-av1"), "h264": ("libx264", "h264")}
 
 
 def pick_encoder(codec: str = "auto") -> str:
-    """The FFmpeg encoder for ``codec`` (``"av1"``, ``"h264"``, ``"hevc"``, ``"auto"`` = AV1 where the
-    PyAV build has an AV1 encoder, else H.264), or an encoder name passed through.
+    """The FFmpeg encoder for ``codec`` (``"av1"``, ``"h264"``, ``"auto"`` = AV1 where the PyAV build
+    has an AV1 encoder, else H.264), or one of :data:`ENCODERS`' encoder names passed through.
 
     Raises:
         WriteError: no encoder of that family is available in this PyAV build.
@@ -25,8 +27,15 @@ def pick_encoder(codec: str = "auto") -> str:
 
     available = av.codecs_available
     families = ["av1", "h264"] if codec == "auto" else [codec]
+    if codec in {name for names in ENCODERS.values() for name in names}:
+        if codec in available:
+            return codec  # an encoder name (as picked before) passes through
+        raise WriteError(f"encoder {codec!r} is not in this PyAV build")
+    unknown = [f for f in families if f not in ENCODERS]
+    if unknown:
+        raise WriteError(f"video codec {codec!r} is not written by prf; use 'av1', 'h264' or 'auto'")
     for fam in families:
-        for name in ENCODERS.get(fam, (fam,)):
+        for name in ENCODERS[fam]:
             if name in available:
                 return name
     raise WriteError(f"no encoder for codec {codec!r} in this PyAV build (tried {families})")

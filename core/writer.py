@@ -34,7 +34,7 @@ _INDEX_FEATURES = {
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
-_CODEC_NAMES = {"libsvtav1": "av1", "libaom-av1": "av1", "libx264": "h264", "h264": "h264", "libx265": "hevc"}
+_CODEC_NAMES = {"libsvtav1": "av1", "libaom-av1": "av1", "libx264": "h264", "h264": "h264"}
 
 
 def write_lerobot_dataset(
@@ -76,7 +76,8 @@ def write_lerobot_dataset(
         tasks: task strings in ``task_index`` order (default: in order of first use). When given, an
             episode's task must be one of them.
         robot_type: stored in ``info.json``.
-        video_codec: ``"auto"`` (AV1 when available, else H.264), ``"av1"``, ``"h264"``, ``"hevc"``.
+        video_codec: ``"auto"`` (AV1 when available, else H.264), ``"av1"``, ``"h264"`` (no HEVC: see
+            :data:`prf.encode.ENCODERS`).
         data_files_size_in_mb, video_files_size_in_mb: shard sizes (LeRobot: 100 and 200). A new shard
             starts with the first episode after the current one reached the size: data by the Arrow size
             of its rows, video by the encoded bytes muxed so far (the encoder holds a few frames back,

@@ -4,11 +4,19 @@ generate odd or broken datasets inside a test's temporary folder."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# JAX and TensorFlow (imported at collection by test_jax/test_keras) run threads, and a process forked
+# from one that has them can deadlock or crash (JAX warns so): one such worker crash was seen in a full
+# run. Process-based workers in these tests (torch DataLoader) start from a fresh forkserver instead;
+# prf's own workers are threads and are unaffected. tests/test_decode.py still forks on purpose.
+multiprocessing.set_start_method("forkserver", force=True)
+multiprocessing.set_forkserver_preload(["torch", "prf", "prf.torch"])
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()

@@ -105,3 +105,14 @@ def test_cli_cache_build(tmp_path):
     d = json.loads(r.stdout)
     assert d["videos"] == 1 and len(d["built"]) == 1 and os.path.isfile(d["entries"][0])
     assert np.load(d["entries"][0], mmap_mode="r").shape == (3850, 96, 96, 3)
+
+
+def test_cached_dataset_in_torch_dataloader_workers(tmp_path):
+    """A cached dataset pickles into process workers (forkserver here) and serves the same frames."""
+    torch = pytest.importorskip("torch")
+    import prf.torch as pt
+
+    ds = prf.open_dataset(dataset_path("pusht_sim_v30"), episodes=[2]).with_frame_cache(tmp_path / "c", progress=False)
+    dl = torch.utils.data.DataLoader(pt.Dataset(ds), batch_size=50, num_workers=2)
+    got = torch.cat([b["observation.image"] for b in dl]).numpy()
+    assert np.array_equal(got, ds.get_batch(np.arange(len(ds)))["observation.image"])

@@ -115,17 +115,19 @@ def test_batch_iterable_dataset_rank_worker_pairs_are_disjoint(pusht, workers):
     assert set(allpos.tolist()) == set(range(n)) and allpos.size - np.unique(allpos).size == allpos.size - n
 
 
+class _Tagged(prf.torch.BatchIterableDataset):
+    """Records which worker process made each batch (module level: workers may be spawned)."""
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        for b in super().__iter__():
+            b["worker"] = torch.full((1,), info.id)
+            yield b
+
+
 def test_worker_shards_inside_a_worker_process(pusht):
     """Each worker process takes batches worker, worker + W, ...: record which worker made each batch."""
-
-    class Tagged(prf.torch.BatchIterableDataset):
-        def __iter__(self):
-            info = torch.utils.data.get_worker_info()
-            for b in super().__iter__():
-                b["worker"] = torch.full((1,), info.id)
-                yield b
-
-    it = Tagged(pusht, 8, seed=0)
+    it = _Tagged(pusht, 8, seed=0)
     workers = [int(b["worker"]) for b in torch.utils.data.DataLoader(it, batch_size=None, num_workers=3)]
     assert workers == [i % 3 for i in range(len(it))]
 
