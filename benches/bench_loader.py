@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -200,6 +201,13 @@ def bench_dataset(name: str, args, lerobot_python: str | None, torchcodec_ok: bo
     return result
 
 
+def _exception_line(stderr: str) -> str:
+    """The last ``SomeError: message`` line of a traceback (warnings printed after it are skipped)."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    raised = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b", ln)]
+    return (raised or lines or ["?"])[-1]
+
+
 def markdown(results: list[dict], meta: dict) -> str:
     lines = [f"Machine: {meta['machine']}. Command: `{meta['command']}`", ""]
     for res in results:
@@ -211,8 +219,7 @@ def markdown(results: list[dict], meta: dict) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for label, r in res["runs"].items():
             if "error" in r:
-                err = [ln for ln in r["error"].strip().splitlines() if ln.strip()] or ["?"]
-                lines.append(f"| {label} | fails: `{err[-1].strip()[:90]}` |||||||||")
+                lines.append(f"| {label} | fails: `{_exception_line(r['error'])[:90]}` |||||||||")
                 continue
             x = r.get("x_lerobot_torchcodec_w2")
             lines.append(
