@@ -38,7 +38,7 @@ import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -166,7 +166,23 @@ class DataSource(grain.sources.RandomAccessDataSource):
 
 
 # ---- MapDataset pipelines in prf's order ------------------------------------------------------------
-class _PrfOrderMapDataset(grain.MapDataset):
+class _OrderCache:
+    """Pickles without its per-epoch order cache and lock (rebuilt lazily in the unpickled copy)."""
+
+    _orders: OrderedDict
+    _lock: Any
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_orders"], state["_lock"] = OrderedDict(), None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+class _PrfOrderMapDataset(_OrderCache, grain.MapDataset):
     """The parent's records in prf's sampler order for this rank; index ``e * len + i`` is record ``i``
     of epoch ``first_epoch + e`` (so ``.repeat()`` continues with the next epochs, as Grain's shuffle)."""
 
@@ -176,15 +192,6 @@ class _PrfOrderMapDataset(grain.MapDataset):
         self._first_epoch = int(first_epoch)
         self._length = len(loader.sampler)
         self._orders: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_orders"], state["_lock"] = OrderedDict(), None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -289,7 +296,7 @@ def map_dataset(
 
 
 # ---- grain.DataLoader -------------------------------------------------------------------------------
-class Sampler:
+class Sampler(_OrderCache):
     """A Grain sampler (for ``grain.DataLoader``) that visits records in prf's order.
 
     Args:
@@ -335,15 +342,6 @@ class Sampler:
         self._seed = int(getattr(sampler, "seed", seed))
         self._ranks: dict[int, Any] = {rank: sampler}
         self._orders: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_orders"], state["_lock"] = OrderedDict(), None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:

@@ -7,8 +7,6 @@ are cached per thread and per process (created lazily after a fork, never inheri
 
 from __future__ import annotations
 
-import os
-import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,10 +14,7 @@ import numpy as np
 
 from ..errors import VideoError
 from ._index import VideoIndex, get_index
-
-
-#: decoder state inherited across fork: kept alive and untouched in the child (see PyAVBackend._open).
-_INHERITED: list = []
+from ._per_thread import DecoderTable
 
 
 class _OpenVideo:
@@ -69,7 +64,7 @@ class PyAVBackend:
     def __init__(self, thread_count: int = 1, max_open: int = 16):
         self.thread_count = int(thread_count)
         self.max_open = int(max_open)
-        self._local = threading.local()
+        self._decoders = DecoderTable()
 
     # The backend is shared with loader workers: pickling drops the per-thread open files.
     def __getstate__(self):
@@ -130,15 +125,7 @@ class PyAVBackend:
 
     # ---- internals ------------------------------------------------------------------------------
     def _open(self, path: str) -> _OpenVideo:
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            # After a fork: never reuse the parent's FFmpeg state, and never free it either (closing a
-            # decoder whose threads stayed in the parent blocks forever), so it is kept, unused.
-            if getattr(local, "open", None):
-                _INHERITED.append(local.open)
-            local.pid = os.getpid()
-            local.open = OrderedDict()
-        cache: OrderedDict[str, _OpenVideo] = local.open
+        cache: OrderedDict[str, _OpenVideo] = self._decoders.current()
         v = cache.get(path)
         if v is None:
             v = _OpenVideo(path, self.thread_count)
@@ -151,7 +138,7 @@ class PyAVBackend:
         return v
 
     def _drop(self, path: str) -> None:
-        v = self._local.open.pop(path, None)
+        v = self._decoders.current().pop(path, None)
         if v is not None:
             v.close()
 

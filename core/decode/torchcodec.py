@@ -11,17 +11,13 @@ torch and torchcodec are imported when the backend is first used, never by ``imp
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import VideoError
 from ._index import VideoIndex, get_index
-
-_INHERITED: list = []  # decoders inherited across fork: kept alive, never used or freed in the child
+from ._per_thread import DecoderTable
 
 
 def torchcodec_available() -> bool:
@@ -51,7 +47,7 @@ class TorchCodecBackend:
         self.device = str(device)
         self.num_ffmpeg_threads = int(num_ffmpeg_threads)
         self.max_open = int(max_open)
-        self._local = threading.local()
+        self._decoders = DecoderTable()
 
     def __getstate__(self):
         return {"device": self.device, "num_ffmpeg_threads": self.num_ffmpeg_threads, "max_open": self.max_open}
@@ -63,13 +59,7 @@ class TorchCodecBackend:
         return get_index(path)
 
     def _decoder(self, path: str):
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            if getattr(local, "open", None):
-                _INHERITED.append(local.open)
-            local.pid = os.getpid()
-            local.open = OrderedDict()
-        cache = local.open
+        cache = self._decoders.current()
         dec = cache.get(path)
         if dec is None:
             try:

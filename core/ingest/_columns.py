@@ -346,7 +346,7 @@ def _pb_to_py(fd: Any, seen: tuple[str, ...]) -> Callable[[Any], Any]:
                 return out
         if _pb_repeated(fd):
             if desc.GetOptions().map_entry:
-                key_fd, val_fd = desc.fields_by_name["key"], desc.fields_by_name["value"]
+                val_fd = desc.fields_by_name["value"]
                 vconv = _pb_to_py(val_fd, seen + (desc.full_name,))
                 return lambda m: [{"key": k, "value": vconv(v)} for k, v in m.items()]
             return lambda seq: [conv_msg(x) for x in seq]
