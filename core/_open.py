@@ -14,28 +14,64 @@ from .meta import DatasetMeta
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def resolve_source(source: str | Path, revision: str | None = None) -> Path:
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def resolve_source(
+    source: str | Path,
+    revision: str | None = None,
+    *,
+    episodes: Iterable[int] | None = None,
+    cameras: Iterable[str] | None = None,
+) -> Path:
     """A local dataset root for ``source``: an existing folder, or a Hugging Face Hub dataset repo id
-    (``"lerobot/pusht"``) downloaded with ``huggingface_hub`` into its cache.
+    (``"lerobot/pusht"``) downloaded with ``huggingface_hub.snapshot_download`` into its cache.
+
+    A repo is fetched in two steps, as LeRobot does: ``meta/`` first, then only the data and video
+    files of ``episodes`` (default: all) and ``cameras`` (default: all), both from the commit the
+    first step resolved (a repo updated in between cannot mix two versions). Files already in the
+    cache are not downloaded again.
+
+    Args:
+        source: a folder, or a repo id ``owner/name``.
+        revision: branch, tag or commit on the Hub (default: the repo's default branch).
+        episodes, cameras: what to download from a repo (ignored for a folder).
 
     Raises:
-        MetadataError: the folder does not exist and ``source`` is not a repo id.
+        MetadataError: the folder does not exist and ``source`` is not a repo id; or the repo's
+            ``meta/`` is not a LeRobot dataset's.
         ImportError: a repo id was given and ``huggingface_hub`` is not installed (``pip install prf[hub]``).
     """
     path = Path(source).expanduser()
     if path.exists():
         return path
     text = str(source)
-    if _REPO_ID.match(text) and not text.startswith((".", "/")):
-        try:
-            from huggingface_hub import snapshot_download
-        except ImportError:
-            raise ImportError(
-                f"{text!r} is not a local folder; to download it from the Hugging Face Hub install "
-                f"the hub extra: pip install 'prf[hub]'"
-            ) from None
-        return Path(snapshot_download(repo_id=text, repo_type="dataset", revision=revision))
-    raise MetadataError(f"{source}: no such dataset folder (and not a Hub repo id like 'owner/name')")
+    if not (_REPO_ID.match(text) and not text.startswith((".", "/"))):
+        raise MetadataError(f"{source}: no such dataset folder (and not a Hub repo id like 'owner/name')")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ImportError(
+            f"{text!r} is not a local folder; to download it from the Hugging Face Hub install "
+            f"the hub extra: pip install 'prf[hub]'"
+        ) from None
+    root = Path(snapshot_download(repo_id=text, repo_type="dataset", revision=revision, allow_patterns=["meta/**"]))
+    if _COMMIT.match(root.name):
+        revision = root.name  # the snapshot folder is named by the commit it resolved
+    meta = DatasetMeta(root)
+    selected = list(meta.episodes) if episodes is None else [int(e) for e in episodes]
+    cams = None if cameras is None else list(cameras)
+    files = sorted(
+        {
+            p.relative_to(root).as_posix()
+            for e in selected
+            if e in meta.episodes
+            for p in meta.episode_files(e, cams)
+        }
+    )
+    if files:
+        snapshot_download(repo_id=text, repo_type="dataset", revision=revision, allow_patterns=files)
+    return root
 
 
 def open_dataset(
@@ -52,7 +88,8 @@ def open_dataset(
     """Open a LeRobot dataset (format v2.0, v2.1 or v3.0) for training.
 
     Args:
-        source: dataset root folder, or a Hub repo id (needs ``prf[hub]``).
+        source: dataset root folder, or a Hub repo id (needs ``prf[hub]``; only ``meta/`` and the files
+            of ``episodes`` and ``cameras`` are downloaded, see :func:`resolve_source`).
         episodes: episode indices to use (default: all in the episodes table). A partial download
             opens with the episodes whose files are present.
         delta_timestamps: ``{feature key: [seconds, ...]}`` windows, as LeRobot's ``delta_timestamps``.
@@ -75,7 +112,9 @@ def open_dataset(
         DataFileError: a parquet file is corrupt or disagrees with the metadata.
         DeltaTimestampsError: a ``delta_timestamps`` value is off the fps grid or names no feature.
     """
-    meta = DatasetMeta(resolve_source(source, revision))
+    episodes = None if episodes is None else list(episodes)
+    cameras = None if cameras is None else list(cameras)
+    meta = DatasetMeta(resolve_source(source, revision, episodes=episodes, cameras=cameras))
     return Dataset(
         meta,
         episodes=episodes,
