@@ -20,6 +20,7 @@ from .decode import DecodeBackend, get_backend
 from .errors import DataFileError, DatasetError, TimestampError
 from .meta import INDEX_KEYS, DatasetMeta, read_parquet
 from .plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
+from .image import decode_image
 from .windows import delta_indices, window_rows
 
 
@@ -29,7 +30,9 @@ class Dataset:
     ``len(ds)`` is the number of frames of the selected episodes; ``ds[i]`` is a dict with LeRobot's
     keys: every declared non-camera feature (``observation.state`` ``float32 [D]`` ...), ``timestamp``
     (``float32``, seconds), ``frame_index``, ``episode_index``, ``index``, ``task_index`` (``int64``),
-    ``task`` (str), and per camera ``uint8 [H, W, C]`` RGB. A key with a ``delta_timestamps`` window
+    ``task`` (str), and per camera ``uint8 [H, W, C]`` RGB (video cameras decoded by the backend;
+    ``image``-dtype cameras decoded from the parquet's PNG/JPEG bytes with Pillow, keeping the file's
+    channels: grey ``C=1``). A key with a ``delta_timestamps`` window
     gains a leading time axis (``[T, ...]``; cameras ``[T, H, W, C]``) and a ``{key}_is_pad``
     ``bool [T]``.
     """
@@ -52,7 +55,7 @@ class Dataset:
         self.cameras = self._select_cameras(cameras)
         self.episodes = self._select_episodes(episodes)
         self.delta_indices = delta_indices(self.delta_timestamps, meta.fps, meta.features, self.tolerance_s)
-        meta.check_files(self.episodes, self.cameras)
+        meta.check_files(self.episodes, self.video_cameras)
         self._load_rows()
 
     # ---- set-up ---------------------------------------------------------------------------------
@@ -66,7 +69,7 @@ class Dataset:
             return backend
         from .decode import torchcodec_available
 
-        keys = self.meta.video_keys if cameras is None else [c for c in cameras if c in self.meta.features]
+        keys = self.meta.video_keys if cameras is None else [c for c in cameras if c in self.meta.video_keys]
         areas = [self.meta.features[k].shape[0] * self.meta.features[k].shape[1] for k in keys
                  if len(self.meta.features[k].shape) >= 2]
         small = not areas or max(areas) <= self.AUTO_TORCHCODEC_MAX_PIXELS
@@ -78,13 +81,17 @@ class Dataset:
         unknown = [c for c in chosen if c not in all_cams]
         if unknown:
             raise DatasetError(f"{self.meta.root}: unknown camera(s) {unknown}; cameras: {all_cams}")
-        images = [c for c in chosen if not self.meta.features[c].is_video]
-        if images:
-            raise DatasetError(
-                f"{self.meta.root}: camera(s) {images} are stored as images in parquet, which prf does "
-                f"not decode yet; open with cameras= excluding them"
-            )
         return chosen
+
+    @property
+    def video_cameras(self) -> list[str]:
+        """The selected cameras stored as video (decoded by the backend)."""
+        return [c for c in self.cameras if self.meta.features[c].is_video]
+
+    @property
+    def image_cameras(self) -> list[str]:
+        """The selected cameras stored as encoded images in the data parquet (``image`` dtype)."""
+        return [c for c in self.cameras if not self.meta.features[c].is_video]
 
     def _select_episodes(self, episodes: Iterable[int] | None) -> list[int]:
         if episodes is None:
@@ -106,6 +113,7 @@ class Dataset:
         for k in INDEX_KEYS:
             if k not in data_keys:
                 data_keys.append(k)
+        image_keys = self.image_cameras
         by_file: dict[str, list[int]] = {}
         for e in self.episodes:
             by_file.setdefault(meta.episodes[e].data_path, []).append(e)
@@ -113,10 +121,10 @@ class Dataset:
         for rel, eps in by_file.items():
             path = meta.path(rel)
             table = read_parquet(path)
-            missing = [k for k in data_keys if k not in table.column_names]
+            missing = [k for k in data_keys + image_keys if k not in table.column_names]
             if missing:
                 raise DataFileError(f"{path}: declared feature column(s) {missing} are missing")
-            table = table.select(data_keys)  # undeclared columns are dropped, as LeRobot does
+            table = table.select(data_keys + image_keys)  # undeclared columns are dropped, as LeRobot does
             ep_col = table.column("episode_index").to_numpy()
             for e in eps:
                 rows = np.flatnonzero(ep_col == e)
@@ -129,8 +137,13 @@ class Dataset:
                     raise DataFileError(f"{path}: the rows of episode {e} are not contiguous")
                 sub = table.slice(int(rows[0]), int(rows.size)) if rows.size else table.slice(0, 0)
                 pieces[e] = {k: _column_to_numpy(sub.column(k), k, meta.features.get(k), path) for k in data_keys}
+                pieces[e].update({k: _image_bytes(sub.column(k), k, path, e) for k in image_keys})
         self._columns: dict[str, np.ndarray] = {
             k: np.concatenate([pieces[e][k] for e in self.episodes]) for k in data_keys
+        }
+        # image cameras: the encoded bytes of every row (decoded when a batch asks for them)
+        self._image_rows: dict[str, np.ndarray] = {
+            k: np.concatenate([pieces[e][k] for e in self.episodes]) for k in image_keys
         }
         lengths = np.array([meta.episodes[e].length for e in self.episodes], dtype=np.int64)
         self._ep_length = lengths
@@ -139,14 +152,14 @@ class Dataset:
         # per camera: its video files, and per selected episode the file it lives in + from_timestamp
         self._video_files: dict[str, list[str]] = {}
         self._video_file_of: dict[str, np.ndarray] = {}
-        for c in self.cameras:
+        for c in self.video_cameras:
             paths = [str(meta.path(meta.episodes[e].videos[c].path)) for e in self.episodes]
             files = sorted(set(paths))
             self._video_files[c] = files
             self._video_file_of[c] = np.array([files.index(p) for p in paths], dtype=np.int64)
         self._from_ts = {
             c: np.array([meta.episodes[e].videos[c].from_timestamp for e in self.episodes], dtype=np.float64)
-            for c in self.cameras
+            for c in self.video_cameras
         }
 
     # ---- public API -----------------------------------------------------------------------------
@@ -228,7 +241,11 @@ class Dataset:
                 out[f"{key}_is_pad"] = pad
             else:
                 rows = pos[:, None]
-            plan.cameras[key] = self._camera_request(key, ep, rows)
+            if key in self._image_rows:
+                images = self._decode_images(key, rows)
+                out[key] = images if key in self.delta_indices else images[:, 0]
+            else:
+                plan.cameras[key] = self._camera_request(key, ep, rows)
         for key, col in self._columns.items():
             if key in self.delta_indices:
                 rows, pad = window_rows(frame, start, length, self.delta_indices[key])
@@ -323,6 +340,23 @@ class Dataset:
         )
 
     # ---- decoding -------------------------------------------------------------------------------
+    def _decode_images(self, key: str, rows: np.ndarray) -> np.ndarray:
+        """``uint8 [B, T, H, W, C]`` of an image camera at window rows ``[B, T]`` (each distinct row
+        decoded once)."""
+        unique, inverse = np.unique(rows, return_inverse=True)
+        data = self._image_rows[key]
+        episodes = self.episodes
+        decoded = [
+            decode_image(data[r], f"{self.meta.root}: episode {episodes[int(self._row_episode[r])]}, "
+                                  f"frame {int(r - self._ep_start[self._row_episode[r]])}, camera {key!r}")
+            for r in unique.tolist()
+        ]
+        shapes = {d.shape for d in decoded}
+        if len(shapes) > 1:
+            raise DataFileError(f"{self.meta.root}: camera {key!r} has images of different sizes {sorted(shapes)}")
+        stacked = np.stack(decoded) if decoded else np.empty((0,) + tuple(self.meta.features[key].shape), np.uint8)
+        return stacked[inverse.reshape(rows.shape)]
+
     def _camera_request(self, key: str, ep: np.ndarray, rows: np.ndarray) -> CameraRequest:
         """Which frame of which file each window row ``[B, T]`` of one camera needs."""
         ts = self._columns["timestamp"][rows].astype(np.float64)  # in-episode timestamps (LeRobot's query_ts)
@@ -348,6 +382,27 @@ class Dataset:
                 )
             frames[sel] = frame_idx
         return CameraRequest((B, T), key in self.delta_indices, self._video_files[key], file_ids, frames)
+
+
+def _image_bytes(col: pa.ChunkedArray, key: str, path: Path, episode: int) -> np.ndarray:
+    """The encoded images of an ``image`` feature column (Hugging Face ``datasets``' Image storage:
+    ``struct<bytes: binary, path: string>``, or plain binary) as an object array of ``bytes``."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_struct(arr.type) and arr.type.get_field_index("bytes") >= 0:
+        values = arr.field("bytes")
+    elif pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+        values = arr
+    else:
+        raise DataFileError(f"{path}: image column {key!r} has type {arr.type}; expected struct<bytes, path> or binary")
+    out = np.asarray(values.to_pylist(), dtype=object)
+    empty = [i for i, b in enumerate(out.tolist()) if not b]
+    if empty or arr.null_count:
+        row = empty[0] if empty else 0
+        raise DataFileError(
+            f"{path}: episode {episode}, camera {key!r}: row {row} has no embedded image bytes (images "
+            f"stored as separate files are not supported)"
+        )
+    return out
 
 
 def _column_to_numpy(col: pa.ChunkedArray, key: str, feature: Any, path: Path) -> np.ndarray:
