@@ -16,7 +16,8 @@ import numpy as np
 
 from ._malloc import tune_malloc
 from .plan import BatchPlan, DecodedFrames, allocate, assemble, decode_tasks
-from .sampler import Sampler, SequentialSampler, ShuffleSampler
+from .errors import SamplerError
+from .sampler import Sampler, SequentialSampler, ShuffleSampler, undelivered
 
 
 class Loader:
@@ -100,6 +101,8 @@ class Loader:
             self._normalizer = Normalizer(normalize, dataset.stats() if stats is None else stats, cameras=cameras)
         self._skip_batches = 0  # batches of the current epoch already delivered (resume)
         self._delivered = 0
+        # elastic resume: how the current epoch ran before, [(world_size, samples per rank), ...]
+        self._segments: list[tuple[int, int]] = []
 
     @property
     def epoch(self) -> int:
@@ -110,14 +113,25 @@ class Loader:
         self.sampler.set_epoch(epoch)
         self._skip_batches = 0
         self._delivered = 0
+        self._segments = []
 
     def __len__(self) -> int:
-        n = len(self.sampler)
+        """Batches of the current epoch (after an elastic resume: of what is left of it)."""
+        n = len(self._rank_order(None)) if self._segments else len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _rank_order(self, epoch: int | None) -> np.ndarray:
+        """This rank's positions for ``epoch``; for the epoch an elastic resume started in, this rank's
+        shard of what no rank had delivered (see :func:`prf.sampler.undelivered`)."""
+        s = self.sampler
+        if self._segments and (epoch is None or int(epoch) == s.epoch):
+            rest = undelivered(s.global_order(s.epoch), self._segments, s.shard_mode, s.drop_last)
+            return s.shard(rest)
+        return s.indices(epoch)
 
     def batch_indices(self, epoch: int | None = None) -> list[np.ndarray]:
         """The epoch's batches as arrays of dataset positions (what :meth:`__iter__` will load)."""
-        order = self.sampler.indices(epoch)
+        order = self._rank_order(epoch)
         bs = self.batch_size
         stop = (order.size // bs) * bs if self.drop_last else order.size
         return [order[i : i + bs] for i in range(0, stop, bs)]
@@ -154,9 +168,7 @@ class Loader:
                     f.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
         # the pass ran to its end: the next iteration is the next epoch
-        self.sampler.set_epoch(self.sampler.epoch + 1)
-        self._skip_batches = 0
-        self._delivered = 0
+        self.set_epoch(self.sampler.epoch + 1)
 
     def _windows(self, todo: list[tuple[int, np.ndarray]]) -> Iterator[list[tuple[int, np.ndarray]]]:
         """Consecutive batches decoded together: ``decode_window`` of them (default: ``2 * prefetch``
@@ -216,26 +228,61 @@ class Loader:
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        """Where the loader stands: epoch, batches delivered in it, and the sampler's state."""
-        return {
+        """Where the loader stands: epoch, batches delivered in it, and the sampler's state (plain
+        JSON-able values)."""
+        state = {
             "epoch": self.sampler.epoch,
             "batches_delivered": self._delivered,
             "batch_size": self.batch_size,
             "seed": self.seed,
             "sampler": self.sampler.state_dict(),
         }
+        if self._segments:
+            state["elastic_segments"] = [list(seg) for seg in self._segments]
+        return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume: the next iteration starts with the first batch not delivered before ``state``."""
+    def load_state_dict(self, state: dict[str, Any], *, elastic: bool = False) -> None:
+        """Resume: the next iteration starts with the first batch not delivered before ``state``.
+
+        Args:
+            state: from :meth:`state_dict`.
+            elastic: allow a state taken with another ``world_size`` (or by another rank): the rest
+                of that epoch is what no rank had delivered, re-sharded over this run's ranks with the
+                sampler's pad/drop policy; later epochs are as usual. Assumes every rank of the earlier
+                run had delivered the same number of batches (synchronous data-parallel training
+                checkpoints all ranks at one step). Transforms' per-batch randomness follows the new
+                batch numbers.
+
+        Raises:
+            ValueError: another ``batch_size``.
+            SamplerError: another kind of sampler or dataset size; another rank or world size
+                without ``elastic=True``.
+        """
         if int(state.get("batch_size", self.batch_size)) != self.batch_size:
             raise ValueError(
                 f"the state was taken with batch_size={state['batch_size']}, this loader has {self.batch_size}"
             )
+        sampler_state = dict(state["sampler"])
+        segments = [(int(w), int(n)) for w, n in state.get("elastic_segments", [])]
+        skip = int(state["batches_delivered"])
+        old_ws = int(sampler_state.get("world_size", self.sampler.world_size))
+        if elastic:
+            if old_ws != self.sampler.world_size:
+                segments.append((old_ws, skip * self.batch_size))
+                skip = 0
+            sampler_state["rank"], sampler_state["world_size"] = self.sampler.rank, self.sampler.world_size
+        elif old_ws != self.sampler.world_size:
+            raise SamplerError(
+                f"cannot resume: the state was taken with world_size={old_ws}, this loader has "
+                f"world_size={self.sampler.world_size}; load_state_dict(state, elastic=True) re-shards "
+                f"the rest of the epoch over the new ranks"
+            )
         self.seed = int(state.get("seed", self.seed))
-        self.sampler.load_state_dict(state["sampler"])
+        self.sampler.load_state_dict(sampler_state)
         self.sampler.set_epoch(int(state["epoch"]))
-        self._skip_batches = int(state["batches_delivered"])
-        self._delivered = self._skip_batches
+        self._segments = segments
+        self._skip_batches = skip
+        self._delivered = skip
 
     def __repr__(self) -> str:
         return (

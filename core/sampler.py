@@ -41,6 +41,41 @@ def default_rank_world_size() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def _shard_positions(n: int, rank: int, world_size: int, mode: str, drop_last: bool) -> np.ndarray:
+    """``int64``: positions into an order of ``n`` that ``rank`` takes (see :meth:`Sampler.shard`)."""
+    ws = world_size
+    if ws == 1 and not drop_last:
+        return np.arange(n, dtype=np.int64)
+    total = (n // ws) * ws if drop_last else -(-n // ws) * ws
+    padded = np.arange(total, dtype=np.int64) % max(n, 1)
+    if mode == "blocked":
+        per = total // ws
+        return padded[rank * per : (rank + 1) * per]
+    return padded[rank::ws]
+
+
+def undelivered(order: np.ndarray, segments: Sequence[tuple[int, int]], shard_mode: str,
+                drop_last: bool) -> np.ndarray:
+    """What is left of an epoch's ``order`` after training ran in ``segments``: each
+    ``(world_size, samples_per_rank)`` means every rank of that world size took the first
+    ``samples_per_rank`` positions of its shard of what was left (the elastic resume of
+    :meth:`prf.Loader.load_state_dict`). A padding position delivered counts its original as seen.
+
+    Returns:
+        ``int64``: the undelivered entries of ``order``, in order.
+    """
+    rest = np.asarray(order, dtype=np.int64)
+    for world_size, per_rank in segments:
+        n = rest.size
+        if not n:
+            break
+        seen = np.zeros(n, dtype=bool)
+        for r in range(int(world_size)):
+            seen[_shard_positions(n, r, int(world_size), shard_mode, drop_last)[: int(per_rank)]] = True
+        rest = rest[~seen]
+    return rest
+
+
 class Sampler:
     """Base sampler over ``num_samples`` dataset positions.
 
@@ -85,19 +120,12 @@ class Sampler:
 
     def indices(self, epoch: int | None = None) -> np.ndarray:
         """``int64 [len(self)]``: this rank's positions for ``epoch`` (default: the current epoch)."""
-        order = self.global_order(self.epoch if epoch is None else int(epoch))
-        ws = self.world_size
-        if ws > 1 or self.drop_last:
-            n = order.size
-            total = (n // ws) * ws if self.drop_last else -(-n // ws) * ws
-            if total > n and n:
-                order = np.concatenate([order, np.resize(order, total - n)])
-            if self.shard_mode == "blocked":
-                per = total // ws
-                order = order[self.rank * per : (self.rank + 1) * per]
-            else:
-                order = order[:total][self.rank :: ws]
-        return order
+        return self.shard(self.global_order(self.epoch if epoch is None else int(epoch)))
+
+    def shard(self, order: np.ndarray) -> np.ndarray:
+        """This rank's part of ``order`` (padded by wrapping around, or with ``drop_last`` cut, to equal
+        shards, as ``DistributedSampler``)."""
+        return order[_shard_positions(order.size, self.rank, self.world_size, self.shard_mode, self.drop_last)]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
