@@ -9,6 +9,7 @@ decodes each video file's requests in one sorted pass.
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -242,8 +243,7 @@ class Dataset:
             else:
                 rows = pos[:, None]
             if key in self._image_rows:
-                images = self._decode_images(key, rows)
-                out[key] = images if key in self.delta_indices else images[:, 0]
+                plan.images[key] = functools.partial(self._decode_images, key, rows, key in self.delta_indices)
             else:
                 plan.cameras[key] = self._camera_request(key, ep, rows)
         for key, col in self._columns.items():
@@ -340,9 +340,9 @@ class Dataset:
         )
 
     # ---- decoding -------------------------------------------------------------------------------
-    def _decode_images(self, key: str, rows: np.ndarray) -> np.ndarray:
-        """``uint8 [B, T, H, W, C]`` of an image camera at window rows ``[B, T]`` (each distinct row
-        decoded once)."""
+    def _decode_images(self, key: str, rows: np.ndarray, windowed: bool) -> np.ndarray:
+        """``uint8 [B, T, H, W, C]`` (``[B, H, W, C]`` without a window) of an image camera at window
+        rows ``[B, T]``, each distinct row decoded once."""
         unique, inverse = np.unique(rows, return_inverse=True)
         data = self._image_rows[key]
         episodes = self.episodes
@@ -355,7 +355,8 @@ class Dataset:
         if len(shapes) > 1:
             raise DataFileError(f"{self.meta.root}: camera {key!r} has images of different sizes {sorted(shapes)}")
         stacked = np.stack(decoded) if decoded else np.empty((0,) + tuple(self.meta.features[key].shape), np.uint8)
-        return stacked[inverse.reshape(rows.shape)]
+        frames = stacked[inverse.reshape(rows.shape)]
+        return frames if windowed else frames[:, 0]
 
     def _camera_request(self, key: str, ep: np.ndarray, rows: np.ndarray) -> CameraRequest:
         """Which frame of which file each window row ``[B, T]`` of one camera needs."""

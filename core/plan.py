@@ -9,7 +9,8 @@ together and spread the work over its workers:
 2. :func:`decode_tasks`: the requests of many plans merged per file, deduplicated (overlapping
    windows and neighbouring samples share frames), sorted by pts and cut into :class:`DecodeTask`
    pieces at GOP boundaries, so no GOP is decoded twice and each task decodes forward from a keyframe.
-3. :func:`assemble`: each plan's batch filled from the decoded frames.
+3. :func:`assemble`: each plan's batch filled from the decoded frames (and its ``image``-dtype cameras
+   decoded from their stored PNG/JPEG bytes).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class BatchPlan:
     indices: np.ndarray
     data: dict[str, Any]
     cameras: dict[str, CameraRequest] = field(default_factory=dict)
+    #: image-dtype cameras: a call that decodes the key's array, run by :func:`assemble` (in a loader
+    #: worker, not in the planning thread)
+    images: dict[str, Callable[[], np.ndarray]] = field(default_factory=dict)
 
     def requests(self) -> Iterable[tuple[str, np.ndarray]]:
         """``(path, frame indices)`` per file and camera (not deduplicated)."""
@@ -137,6 +141,8 @@ def assemble(plan: BatchPlan, decoded: DecodedFrames, frame_shapes: dict[str, tu
     """The finished batch of ``plan``: its data plus every camera ``uint8 [B, (T,) H, W, 3]`` (filled
     into ``out_arrays`` from :func:`allocate` when given)."""
     out = dict(plan.data)
+    for key, decode in plan.images.items():
+        out[key] = decode()
     for key, req in plan.cameras.items():
         B, T = req.shape
         flat = out_arrays[key] if out_arrays is not None else np.empty((B * T,) + frame_shapes[key], dtype=np.uint8)
