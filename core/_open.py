@@ -2,19 +2,77 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from tqdm.auto import tqdm
+
 from .dataset import Dataset
 from .decode import DecodeBackend
 from .errors import MetadataError
+from ._paths import safe_join
 from .meta import DatasetMeta
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _needed_files(root: Path, episodes: list[int] | None, cameras: list[str] | None) -> list[str]:
+    """Relative paths of the data and video files of ``episodes`` (default: all) and ``cameras``."""
+    meta = DatasetMeta(root)
+    selected = list(meta.episodes) if episodes is None else episodes
+    return sorted({p.relative_to(root).as_posix() for e in selected if e in meta.episodes
+                   for p in meta.episode_files(e, cameras)})
+
+
+def remote_cache_dir() -> Path:
+    """``$PRF_CACHE/remote``, else ``~/.cache/prf/remote``: local copies of datasets opened by URL."""
+    return Path(os.environ.get("PRF_CACHE", Path.home() / ".cache" / "prf")) / "remote"
+
+
+def _fetch_url(url: str, episodes: list[int] | None, cameras: list[str] | None) -> Path:
+    """A local copy of the dataset at an fsspec URL: ``meta/`` and the selected episodes' files."""
+    try:
+        import fsspec
+    except ImportError:
+        raise ImportError(f"{url!r}: opening a dataset by URL needs fsspec: pip install 'prf[hub]'") from None
+    fs, root = fsspec.core.url_to_fs(url)
+    root = root.rstrip("/")
+    if "file" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)):
+        return Path(root)
+    local = remote_cache_dir() / hashlib.sha1(url.rstrip("/").encode()).hexdigest()[:16] / Path(root).name
+    try:
+        meta_files = [f for f in fs.find(f"{root}/meta") if not fs.isdir(f)]
+    except FileNotFoundError:
+        meta_files = []
+    if not meta_files:
+        raise MetadataError(f"{url}: no meta/ folder there; not a LeRobot dataset")
+    for f in meta_files:
+        _download(fs, f, local / Path(f).relative_to(Path(root)))
+    files = _needed_files(local, episodes, cameras)
+    for rel in tqdm(files, desc=f"fetch {Path(root).name}", unit="file", disable=len(files) < 2):
+        _download(fs, f"{root}/{rel}", safe_join(local, rel))
+    return local
+
+
+def _download(fs, src: str, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` unless a copy of the same size is there; atomic (temp file, rename)."""
+    size = fs.size(src)
+    if dst.is_file() and size is not None and dst.stat().st_size == size:
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
+    try:
+        fs.get_file(src, str(tmp))
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def resolve_source(
@@ -24,8 +82,10 @@ def resolve_source(
     episodes: Iterable[int] | None = None,
     cameras: Iterable[str] | None = None,
 ) -> Path:
-    """A local dataset root for ``source``: an existing folder, or a Hugging Face Hub dataset repo id
-    (``"lerobot/pusht"``) downloaded with ``huggingface_hub.snapshot_download`` into its cache.
+    """A local dataset root for ``source``: an existing folder; an fsspec URL (``s3://bucket/ds``,
+    ``gs://``, ``https://``, ...: ``meta/`` and the selected files copied into
+    :func:`remote_cache_dir`, again only when their size changed); or a Hugging Face Hub dataset repo
+    id (``"lerobot/pusht"``) downloaded with ``huggingface_hub.snapshot_download`` into its cache.
 
     A repo is fetched in two steps, as LeRobot does: ``meta/`` first, then only the data and video
     files of ``episodes`` (default: all) and ``cameras`` (default: all), both from the commit the
@@ -42,10 +102,13 @@ def resolve_source(
             ``meta/`` is not a LeRobot dataset's.
         ImportError: a repo id was given and ``huggingface_hub`` is not installed (``pip install prf[hub]``).
     """
+    text = str(source)
+    if _URL.match(text):
+        return _fetch_url(text, None if episodes is None else [int(e) for e in episodes],
+                          None if cameras is None else list(cameras))
     path = Path(source).expanduser()
     if path.exists():
         return path
-    text = str(source)
     if not (_REPO_ID.match(text) and not text.startswith((".", "/"))):
         raise MetadataError(f"{source}: no such dataset folder (and not a Hub repo id like 'owner/name')")
     try:
@@ -58,17 +121,8 @@ def resolve_source(
     root = Path(snapshot_download(repo_id=text, repo_type="dataset", revision=revision, allow_patterns=["meta/**"]))
     if _COMMIT.match(root.name):
         revision = root.name  # the snapshot folder is named by the commit it resolved
-    meta = DatasetMeta(root)
-    selected = list(meta.episodes) if episodes is None else [int(e) for e in episodes]
-    cams = None if cameras is None else list(cameras)
-    files = sorted(
-        {
-            p.relative_to(root).as_posix()
-            for e in selected
-            if e in meta.episodes
-            for p in meta.episode_files(e, cams)
-        }
-    )
+    files = _needed_files(root, None if episodes is None else [int(e) for e in episodes],
+                          None if cameras is None else list(cameras))
     if files:
         snapshot_download(repo_id=text, repo_type="dataset", revision=revision, allow_patterns=files)
     return root
@@ -88,8 +142,9 @@ def open_dataset(
     """Open a LeRobot dataset (format v2.0, v2.1 or v3.0) for training.
 
     Args:
-        source: dataset root folder, or a Hub repo id (needs ``prf[hub]``; only ``meta/`` and the files
-            of ``episodes`` and ``cameras`` are downloaded, see :func:`resolve_source`).
+        source: dataset root folder, an fsspec URL, or a Hub repo id (both need ``prf[hub]``; only
+            ``meta/`` and the files of ``episodes`` and ``cameras`` are fetched, see
+            :func:`resolve_source`).
         episodes: episode indices to use (default: all in the episodes table). A partial download
             opens with the episodes whose files are present.
         delta_timestamps: ``{feature key: [seconds, ...]}`` windows, as LeRobot's ``delta_timestamps``.
