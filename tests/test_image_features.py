@@ -157,3 +157,11 @@ def test_image_samples_equal_lerobots(image_root, tmp_path):
         np.testing.assert_array_equal(got, ref.astype(got.dtype), err_msg=key)  # PNG: frames exact too
         compared += 1
     assert {CAM, f"{CAM}_is_pad", "observation.state", "action_is_pad"} <= set(lr) and compared >= 8
+
+
+def test_demo_trains_on_an_image_dataset(image_root):
+    pytest.importorskip("torch")
+    from prf.torch.demo import run_demo
+
+    out = run_demo(image_root, steps=12, batch_size=16, num_workers=1, progress=False)
+    assert out["camera"] == CAM and out["steps"] == 12 and np.isfinite(out["loss_last"])

@@ -62,9 +62,9 @@ def _ensure_demo_dataset(progress: bool) -> Path:
 
 def _open(source: str | Path, camera: str | None) -> prf.Dataset:
     meta = prf.DatasetMeta(prf._open.resolve_source(source))
-    cams = meta.video_keys
+    cams = meta.camera_keys
     if not cams:
-        raise DatasetError(f"{meta.root}: the demo needs a dataset with a camera (video feature); it has none")
+        raise DatasetError(f"{meta.root}: the demo needs a dataset with a camera (video or image feature); it has none")
     if "action" not in meta.features:
         raise DatasetError(f"{meta.root}: the demo needs an 'action' feature")
     cam = camera or cams[0]
@@ -111,6 +111,7 @@ def run_demo(dataset: str | Path | None = None, *, steps: int = 200, batch_size:
         while len(losses) < steps:
             for batch in batches:
                 img = batch[cam].permute(0, 3, 1, 2).float().div_(255.0)
+                img = img.expand(-1, 3, -1, -1) if img.shape[1] == 1 else img[:, :3]  # grey / RGBA -> RGB
                 img = F.interpolate(img, size=(IMAGE_SIZE, IMAGE_SIZE), mode="area")
                 st = batch[state_key].reshape(img.shape[0], -1).float() if state_key else torch.zeros(img.shape[0], 1)
                 target = (batch["action"].reshape(img.shape[0], -1).float() - a_mean) / a_std
