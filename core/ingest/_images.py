@@ -2,11 +2,14 @@
 
 Raw images (``sensor_msgs/Image``, ``foxglove.RawImage``: ``data`` + ``encoding`` + ``width`` +
 ``height`` [+ ``step``, ``is_bigendian``]) and compressed images (``sensor_msgs/CompressedImage``,
-``foxglove.CompressedImage``: ``data`` + ``format``; JPEG and PNG, decoded with PyAV).
+``foxglove.CompressedImage``: ``data`` + ``format``; JPEG and PNG, decoded with PyAV) and compressed
+video (``foxglove.CompressedVideo``: ``data`` + ``format`` ``h264`` / ``h265`` / ``vp9`` / ``av1``, one frame
+per message, no B-frames, as Foxglove specifies; decoded in order with one PyAV decoder per topic).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Callable
 
 import numpy as np
@@ -22,15 +25,22 @@ RAW_ENCODINGS = {
 }
 
 
+#: ``foxglove.CompressedVideo`` formats -> FFmpeg decoders (first available)
+VIDEO_FORMATS = {"h264": ("h264",), "h265": ("hevc",), "hevc": ("hevc",), "vp9": ("libvpx-vp9", "vp9"),
+                 "av1": ("libdav1d", "av1", "libaom-av1")}
+
+
 def image_kind(table: pa.Table) -> str | None:
-    """``"raw"``, ``"compressed"`` or ``None`` (not an image topic) from a converted topic's columns."""
+    """``"raw"``, ``"compressed"``, ``"video"`` or ``None`` (not an image topic) from a converted
+    topic's columns."""
     cols = set(table.column_names)
     if "data" not in cols:
         return None
     if {"encoding", "width", "height"} <= cols:
         return "raw"
     if "format" in cols:
-        return "compressed"
+        fmt = next((f for f in table.column("format").to_pylist() if f), "")
+        return "video" if str(fmt).strip().lower() in VIDEO_FORMATS else "compressed"
     return None
 
 
@@ -61,6 +71,8 @@ def image_reader(table: pa.Table, topic: str) -> Callable[[int], np.ndarray]:
 
         return read_raw
     fmt = table.column("format")
+    if kind == "video":
+        return _VideoTopic(data, str(next(f for f in fmt.to_pylist() if f)).strip().lower(), topic)
     decoders: dict[str, Any] = {}
 
     def read_compressed(i: int) -> np.ndarray:
@@ -125,3 +137,68 @@ def decode_compressed(buf: bytes, fmt: str, decoders: dict[str, Any], *, where: 
     if not frames:
         raise DataFrameError(f"{where}: the {codec} image decoded to no frame")
     return frames[-1].to_ndarray(format="rgb24")
+
+
+class _VideoTopic:
+    """``row -> uint8 [H, W, 3]`` for a compressed-video topic: rows are decoded in order by one
+    decoder (asking for an earlier row than the last restarts from the first message). Each message's
+    row number is its packet's pts, so a frame the decoder drops is an error, never a shifted frame."""
+
+    def __init__(self, data: pa.ChunkedArray, fmt: str, topic: str):
+        import av
+
+        self._data, self._fmt, self._topic = data, fmt, topic
+        for name in VIDEO_FORMATS[fmt]:
+            try:
+                av.codec.Codec(name, "r")
+                self._codec = name
+                break
+            except (av.error.FFmpegError, ValueError):
+                continue
+        else:
+            raise DataFrameError(f"topic {topic!r}: no decoder for {fmt!r} video in this FFmpeg build")
+        self._reset()
+
+    def _reset(self) -> None:
+        import av
+
+        self._ctx = av.CodecContext.create(self._codec, "r")
+        self._ctx.thread_count = 1  # frames come out as their packets go in (no frame-thread delay)
+        self._next = 0  # next message to feed
+        self._pending: deque = deque()
+        self._flushed = False
+        self._row, self._frame = -1, None
+
+    def _feed(self) -> None:
+        import av
+
+        try:
+            if self._next < len(self._data):
+                pkt = av.Packet(self._data[self._next].as_py() or b"")
+                pkt.pts = pkt.dts = self._next
+                self._next += 1
+                self._pending.extend(self._ctx.decode(pkt))
+            elif not self._flushed:
+                self._flushed = True
+                self._pending.extend(self._ctx.decode(None))
+            else:
+                raise DataFrameError(f"topic {self._topic!r}: the {self._fmt} stream ends before row "
+                                     f"{self._row + 1} has a frame")
+        except av.error.FFmpegError as e:
+            raise DataFrameError(f"topic {self._topic!r} row {self._next - 1}: the {self._fmt} video "
+                                 f"cannot be decoded ({e})") from None
+
+    def __call__(self, i: int) -> np.ndarray:
+        if i < self._row:
+            self._reset()
+        while self._row < i:
+            while not self._pending:
+                self._feed()
+            frame = self._pending.popleft()
+            if frame.pts is not None and frame.pts != self._row + 1:
+                raise DataFrameError(
+                    f"topic {self._topic!r}: the decoder gave the frame of row {frame.pts} where row "
+                    f"{self._row + 1} was expected (a message without a decodable frame, e.g. a stream "
+                    f"that does not start at a keyframe, or B-frames)")
+            self._row, self._frame = self._row + 1, frame
+        return self._frame.to_ndarray(format="rgb24")

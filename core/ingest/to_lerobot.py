@@ -182,7 +182,8 @@ def log_to_lerobot(
             ``sensor_msgs/JointState`` does). Stored as ``float32 [D]``.
         action: the ``action`` vector, the same way (optional).
         cameras: ``{camera key: image topic}``, e.g. ``{"observation.images.front": "/camera/image_raw"}``;
-            raw or JPEG/PNG compressed images, stored as video (``uint8 [H, W, 3]``).
+            raw or JPEG/PNG compressed images, or compressed video (``foxglove.CompressedVideo``: H.264,
+            H.265, VP9, AV1, one frame per message, decoded in order), stored as video (``uint8 [H, W, 3]``).
         episode_split: ``None`` (one episode), an int (episodes of at most that many frames), or
             ``[(start_ns, end_ns), ...]`` (one episode per span, ``start <= t < end``).
         task: the task string, or one per episode.
