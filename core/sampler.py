@@ -91,6 +91,9 @@ class Sampler:
     #: ``"strided"`` (rank r takes positions r, r + world_size, ... as ``DistributedSampler``) or
     #: ``"blocked"`` (rank r takes the r-th contiguous block).
     shard_mode = "strided"
+    #: attributes that shape the order beyond the base ones: saved in :meth:`state_dict` and required
+    #: to match on :meth:`load_state_dict`
+    resume_params: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -145,6 +148,7 @@ class Sampler:
             "rank": self.rank,
             "world_size": self.world_size,
             "num_samples": self.num_samples,
+            **{name: getattr(self, name) for name in self.resume_params},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -152,11 +156,12 @@ class Sampler:
 
         Raises:
             SamplerError: the state was taken by another kind of sampler, another shard (rank,
-                world_size) or over another number of samples: resuming it would not continue the
-                same order.
+                world_size), over another number of samples or with another of the sampler's
+                :attr:`resume_params`: resuming it would not continue the same order.
         """
         for key, mine in (("type", type(self).__name__), ("rank", self.rank), ("world_size", self.world_size),
-                          ("num_samples", self.num_samples)):
+                          ("num_samples", self.num_samples),
+                          *((name, getattr(self, name)) for name in self.resume_params)):
             if key in state and state[key] != mine:
                 raise SamplerError(
                     f"cannot resume {type(self).__name__}: the state has {key}={state[key]!r}, this sampler "
@@ -354,6 +359,7 @@ class EpisodeChunkSampler(Sampler):
     """
 
     shard_mode = "blocked"
+    resume_params = ("chunk_size",)
 
     def __init__(
         self,
@@ -388,16 +394,6 @@ class EpisodeChunkSampler(Sampler):
         perm = np.random.default_rng([self.seed, int(epoch)]).permutation(k) if self.shuffle else np.arange(k)
         return _runs_to_positions(self.chunk_starts[perm], self.chunk_lengths[perm])
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "chunk_size": self.chunk_size}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if int(state.get("chunk_size", self.chunk_size)) != self.chunk_size:
-            raise SamplerError(
-                f"cannot resume: the state has chunk_size={state['chunk_size']}, this sampler {self.chunk_size}"
-            )
-        super().load_state_dict(state)
-
 
 class EpisodePoolSampler(Sampler):
     """A shuffle that keeps decode locality: episodes are drawn at random ``pool_size`` at a time, the
@@ -423,6 +419,7 @@ class EpisodePoolSampler(Sampler):
     """
 
     shard_mode = "blocked"
+    resume_params = ("pool_size",)
 
     def __init__(
         self,
@@ -453,16 +450,6 @@ class EpisodePoolSampler(Sampler):
         pool_of_episode[perm] = np.arange(len(self.episodes)) // self.pool_size
         key = pool_of_episode[self._episode_of] + rng.random(self.positions.size)
         return self.positions[np.argsort(key, kind="stable")]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "pool_size": self.pool_size}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if int(state.get("pool_size", self.pool_size)) != self.pool_size:
-            raise SamplerError(
-                f"cannot resume: the state has pool_size={state['pool_size']}, this sampler {self.pool_size}"
-            )
-        super().load_state_dict(state)
 
 
 def distinct_episodes_per_batch(order: np.ndarray, row_episode: np.ndarray, batch_size: int) -> float:
