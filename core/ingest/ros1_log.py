@@ -98,12 +98,8 @@ class Ros1Log(RawLog):
                                                f"{index_pos} ({chunks} chunk(s)), the file has {size} bytes")
                     elif op == _OP_CHUNK:
                         yield from self._chunk(header, data)
-                    elif op == _OP_CONNECTION:
-                        self._connection(header, data)
-                    elif op == _OP_MSG:
-                        m = self._message(header, data)
-                        if m is not None:
-                            yield m
+                    else:
+                        yield from self._record(op, header, data)
             except _Truncated as e:
                 self.read_error = f"{self.path}: the bag ends inside a record ({e}); kept everything before it"
             except Exception as e:  # noqa: BLE001
@@ -129,13 +125,16 @@ class Ros1Log(RawLog):
             if rec is None:
                 break
             h, d = rec
-            op = _u8(h, "op")
-            if op == _OP_CONNECTION:
-                self._connection(h, d)
-            elif op == _OP_MSG:
-                m = self._message(h, d)
-                if m is not None:
-                    yield m
+            yield from self._record(_u8(h, "op"), h, d)
+
+    def _record(self, op: int, header: dict[str, bytes], data: bytes) -> Iterator[tuple[Hashable, int, int, bytes]]:
+        """A connection record registers its topic; a message record yields the message (if decodable)."""
+        if op == _OP_CONNECTION:
+            self._connection(header, data)
+        elif op == _OP_MSG:
+            m = self._message(header, data)
+            if m is not None:
+                yield m
 
     def _connection(self, header: dict[str, bytes], data: bytes) -> None:
         from rosbags.typesys.msg import normalize_msgtype
