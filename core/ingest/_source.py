@@ -73,3 +73,18 @@ class RawLog:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def rosbags_messages(log: RawLog, reader: Any, ids: set | None, start: int | None,
+                     end: int | None) -> Iterator[tuple[Hashable, int, int, bytes]]:
+    """``(connection id, log_time, publish_time, data)`` from a ``rosbags`` reader (ROS bags store one
+    time: publish_time = log_time). A read error ends the stream and is kept in ``log.read_error``
+    (the counts then report what is missing)."""
+    conns = [c for c in reader.connections if ids is None or c.id in ids]
+    if ids is not None and not conns:
+        return
+    try:
+        for c, t, data in reader.messages(connections=conns, start=start, stop=end):
+            yield c.id, t, t, data
+    except Exception as e:  # noqa: BLE001 - a damaged chunk ends the read
+        log.read_error = f"{log.path}: reading stopped ({type(e).__name__}: {e})"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Hashable, Iterator
 
 from ..errors import LogReadError, NotALogError
-from ._source import RawLog, Stream
+from ._source import RawLog, Stream, rosbags_messages
 from .mcap_log import _version
 
 MAGIC = b"#ROSBAG V2.0\n"
@@ -66,14 +66,7 @@ class Ros1Log(RawLog):
         if self._reader is None:
             yield from self._salvage()
             return
-        conns = [c for c in self._reader.connections if ids is None or c.id in ids]
-        if ids is not None and not conns:
-            return
-        try:
-            for c, t, data in self._reader.messages(connections=conns, start=start, stop=end):
-                yield c.id, t, t, data
-        except Exception as e:  # noqa: BLE001 - a damaged chunk ends the read; counts report the rest
-            self.read_error = f"{self.path}: reading stopped ({type(e).__name__}: {e})"
+        yield from rosbags_messages(self, self._reader, ids, start, end)
 
     # ---- salvage ---------------------------------------------------------------------------------
     def _salvage(self) -> Iterator[tuple[Hashable, int, int, bytes]]:

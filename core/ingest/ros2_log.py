@@ -22,7 +22,7 @@ from pathlib import Path, PurePath
 from typing import Any, Hashable, Iterator
 
 from ..errors import LogReadError, NotALogError
-from ._source import RawLog, Stream
+from ._source import RawLog, Stream, rosbags_messages
 from .mcap_log import McapLog, _version
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -74,14 +74,7 @@ class SqliteLog(RawLog):
             )
 
     def messages(self, ids: set | None, start: int | None, end: int | None) -> Iterator[tuple[Hashable, int, int, bytes]]:
-        conns = [c for c in self._reader.connections if ids is None or c.id in ids]
-        if ids is not None and not conns:
-            return
-        try:
-            for c, t, data in self._reader.messages(connections=conns, start=start, stop=end):
-                yield c.id, t, t, data
-        except Exception as e:  # noqa: BLE001
-            self.read_error = f"{self.path}: reading stopped ({type(e).__name__}: {e})"
+        yield from rosbags_messages(self, self._reader, ids, start, end)
 
     def _cleanup(self) -> None:
         if self._tmp is not None:
