@@ -435,40 +435,31 @@ def _convert(log: RawLog, tmp: Path, wanted: list[str] | None, start: int | None
         if o.decode_errors:
             skipped[DECODE_ERROR] = o.decode_errors
             rep.error = o.first_error
-        if pushdown:
-            total = declared_total or 0
-            if not selected(o):
-                skipped[NOT_SELECTED] = total
-            elif o.skip is not None:
-                skipped[o.skip.reason] = total
-                rep.error = o.skip.detail
-            else:
-                rest = total - written - o.decode_errors
-                if rest < 0:
-                    warnings.append(f"{o.name}: the log's index counts {total} message(s), {o.seen} were read; "
-                                    f"the count read is used")
-                    total = written + o.decode_errors
-                elif rest > 0:
-                    if log.read_error:
-                        skipped[UNREADABLE] = rest
-                        rep.error = rep.error or log.read_error
-                    elif start is not None or end is not None:
-                        skipped[OUTSIDE_TIME_RANGE] = rest
-                    else:
-                        skipped[UNREADABLE] = rest
-                        rep.error = rep.error or (f"the log's index counts {total} message(s), only {o.seen} "
-                                                  f"were found in the data")
+        total = (declared_total or 0) if pushdown else o.seen
+        if not selected(o):
+            skipped[NOT_SELECTED] = total
+        elif o.skip is not None:
+            skipped[o.skip.reason] = total
+            rep.error = o.skip.detail
         else:
-            total = o.seen
-            if not selected(o):
-                skipped[NOT_SELECTED] = total
-            elif o.skip is not None:
-                skipped[o.skip.reason] = total
-                rep.error = o.skip.detail
-            else:
-                rest = total - written - o.decode_errors
+            rest = total - written - o.decode_errors
+            if not pushdown:
                 if rest:
                     skipped[OUTSIDE_TIME_RANGE] = rest
+            elif rest < 0:
+                warnings.append(f"{o.name}: the log's index counts {total} message(s), {o.seen} were read; "
+                                f"the count read is used")
+                total = written + o.decode_errors
+            elif rest > 0:
+                if log.read_error:
+                    skipped[UNREADABLE] = rest
+                    rep.error = rep.error or log.read_error
+                elif start is not None or end is not None:
+                    skipped[OUTSIDE_TIME_RANGE] = rest
+                else:
+                    skipped[UNREADABLE] = rest
+                    rep.error = rep.error or (f"the log's index counts {total} message(s), only {o.seen} "
+                                              f"were found in the data")
         rep.total = total
         rep.skipped = {k: v for k, v in skipped.items() if v}
         assert rep.written + rep.n_skipped == rep.total, (o.name, rep)
