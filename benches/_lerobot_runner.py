@@ -3,26 +3,17 @@ Runs with the Python of the LeRobot reference virtualenv (benches/setup_lerobot.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _measure import emit, measure  # noqa: E402
+from _measure import emit, measure, runner_args  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--root", required=True)
-    ap.add_argument("--delta-timestamps", required=True, help="JSON")
-    ap.add_argument("--episodes", default=None, help="JSON list")
-    ap.add_argument("--backend", default="torchcodec", choices=["torchcodec", "pyav"])
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--batches", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = runner_args("torchcodec", ["torchcodec", "pyav"])
     a = ap.parse_args()
     import torch
     from lerobot.datasets.lerobot_dataset import LeRobotDataset

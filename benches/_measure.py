@@ -3,6 +3,7 @@ runs in LeRobot's own virtualenv too)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -59,3 +60,17 @@ def measure(make_iter, n_batches: int, episodes_of=None, frames_per_sample: int 
 def emit(result: dict) -> None:
     sys.stdout.write("PRF_BENCH_RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def runner_args(default_backend: str, backends: list[str] | None = None) -> argparse.ArgumentParser:
+    """The options both runners (prf's and LeRobot's) take, so they measure the same setting."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--delta-timestamps", required=True, help="JSON")
+    ap.add_argument("--episodes", default=None, help="JSON list")
+    ap.add_argument("--backend", default=default_backend, choices=backends)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batches", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    return ap

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _measure import emit, measure  # noqa: E402
+from _measure import emit, measure, runner_args  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--root", required=True)
-    ap.add_argument("--delta-timestamps", required=True, help="JSON")
-    ap.add_argument("--episodes", default=None, help="JSON list")
-    ap.add_argument("--backend", default="pyav")
-    ap.add_argument("--workers", type=int, default=2)
+    ap = runner_args("pyav")
     ap.add_argument("--sampler", choices=["uniform", "pool"], default="uniform")
     ap.add_argument("--pool-size", type=int, default=4)
     ap.add_argument("--cache-dir", default=None)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--batches", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     import prf
 

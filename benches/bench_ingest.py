@@ -108,8 +108,8 @@ def bench_asof(quick: bool) -> list[dict]:
         con = duckdb.connect()
         con.register("r", ref)
         con.register("x", topic.rename_columns(["t", *topic.column_names[1:]]))
-        q = (f"SELECT r.log_time, x.* FROM r ASOF LEFT JOIN x ON r.log_time >= x.t "
-             f"ORDER BY r.log_time")
+        q = ("SELECT r.log_time, x.* FROM r ASOF LEFT JOIN x ON r.log_time >= x.t "
+             "ORDER BY r.log_time")
 
         def duck():
             rel = con.sql(q)
