@@ -4,6 +4,7 @@ for torchdata's StatefulDataLoader over prf.torch's TorchSampler and BatchIterab
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -152,11 +153,7 @@ def test_stateful_dataloader_resumes_batch_iterable_dataset(pusht, workers):
     np.testing.assert_array_equal(full[3]["observation.state"].numpy(), ref_batches[3]["observation.state"])
     for k in (1, 5, len(full) - 1):
         it, dl = make()
-        first = []
-        for b in dl:
-            first.append(b)
-            if len(first) == k:
-                break
+        first = list(itertools.islice(dl, k))
         state = dl.state_dict()
         it2, dl2 = make()
         dl2.load_state_dict(state)
@@ -178,11 +175,7 @@ def test_stateful_dataloader_resumes_torch_sampler(pusht, workers):
     assert full == ts.sampler.indices(3).tolist()
     for k in (1, 7, 14):
         ts, dl = make()
-        first = []
-        for b in dl:
-            first.append(b)
-            if len(first) == k:
-                break
+        first = list(itertools.islice(dl, k))
         state = dl.state_dict()
         ts2, dl2 = make()
         ts2.set_epoch(0)  # the state carries the epoch: the checkpoint wins
