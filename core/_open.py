@@ -13,7 +13,6 @@ from tqdm.auto import tqdm
 from .dataset import Dataset
 from .decode import DecodeBackend
 from .errors import MetadataError
-from ._paths import safe_join
 from .meta import DatasetMeta
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -23,11 +22,10 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def _needed_files(root: Path, episodes: list[int] | None, cameras: list[str] | None) -> list[str]:
+def _needed_files(meta: DatasetMeta, episodes: list[int] | None, cameras: list[str] | None) -> list[str]:
     """Relative paths of the data and video files of ``episodes`` (default: all) and ``cameras``."""
-    meta = DatasetMeta(root)
     selected = list(meta.episodes) if episodes is None else episodes
-    return sorted({p.relative_to(root).as_posix() for e in selected if e in meta.episodes
+    return sorted({p.relative_to(meta.root).as_posix() for e in selected if e in meta.episodes
                    for p in meta.episode_files(e, cameras)})
 
 
@@ -36,8 +34,9 @@ def remote_cache_dir() -> Path:
     return Path(os.environ.get("PRF_CACHE", Path.home() / ".cache" / "prf")) / "remote"
 
 
-def _fetch_url(url: str, episodes: list[int] | None, cameras: list[str] | None) -> Path:
-    """A local copy of the dataset at an fsspec URL: ``meta/`` and the selected episodes' files."""
+def _fetch_url(url: str, episodes: list[int] | None, cameras: list[str] | None) -> tuple[Path, DatasetMeta | None]:
+    """A local copy of the dataset at an fsspec URL (``meta/`` and the selected episodes' files), and
+    its metadata when it was read here."""
     try:
         import fsspec
     except ImportError:
@@ -45,7 +44,7 @@ def _fetch_url(url: str, episodes: list[int] | None, cameras: list[str] | None) 
     fs, root = fsspec.core.url_to_fs(url)
     root = root.rstrip("/")
     if "file" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)):
-        return Path(root)
+        return Path(root), None
     local = remote_cache_dir() / hashlib.sha1(url.rstrip("/").encode()).hexdigest()[:16] / Path(root).name
     try:
         meta_files = [f for f in fs.find(f"{root}/meta") if not fs.isdir(f)]
@@ -55,10 +54,11 @@ def _fetch_url(url: str, episodes: list[int] | None, cameras: list[str] | None) 
         raise MetadataError(f"{url}: no meta/ folder there; not a LeRobot dataset")
     for f in meta_files:
         _download(fs, f, local / Path(f).relative_to(Path(root)))
-    files = _needed_files(local, episodes, cameras)
+    meta = DatasetMeta(local)
+    files = _needed_files(meta, episodes, cameras)  # paths the metadata gives (checked to stay inside)
     for rel in tqdm(files, desc=f"fetch {Path(root).name}", unit="file", disable=len(files) < 2):
-        _download(fs, f"{root}/{rel}", safe_join(local, rel))
-    return local
+        _download(fs, f"{root}/{rel}", local / rel)
+    return local, meta
 
 
 def _download(fs, src: str, dst: Path) -> None:
@@ -102,13 +102,19 @@ def resolve_source(
             ``meta/`` is not a LeRobot dataset's.
         ImportError: a repo id was given and ``huggingface_hub`` is not installed (``pip install prf[hub]``).
     """
+    return _resolve(source, revision, None if episodes is None else [int(e) for e in episodes],
+                    None if cameras is None else list(cameras))[0]
+
+
+def _resolve(source: str | Path, revision: str | None, episodes: list[int] | None,
+             cameras: list[str] | None) -> tuple[Path, DatasetMeta | None]:
+    """:func:`resolve_source`, plus the metadata when fetching had to read it (else ``None``)."""
     text = str(source)
     if _URL.match(text):
-        return _fetch_url(text, None if episodes is None else [int(e) for e in episodes],
-                          None if cameras is None else list(cameras))
+        return _fetch_url(text, episodes, cameras)
     path = Path(source).expanduser()
     if path.exists():
-        return path
+        return path, None
     if not (_REPO_ID.match(text) and not text.startswith((".", "/"))):
         raise MetadataError(f"{source}: no such dataset folder (and not a Hub repo id like 'owner/name')")
     try:
@@ -121,11 +127,11 @@ def resolve_source(
     root = Path(snapshot_download(repo_id=text, repo_type="dataset", revision=revision, allow_patterns=["meta/**"]))
     if _COMMIT.match(root.name):
         revision = root.name  # the snapshot folder is named by the commit it resolved
-    files = _needed_files(root, None if episodes is None else [int(e) for e in episodes],
-                          None if cameras is None else list(cameras))
+    meta = DatasetMeta(root)
+    files = _needed_files(meta, episodes, cameras)
     if files:
         snapshot_download(repo_id=text, repo_type="dataset", revision=revision, allow_patterns=files)
-    return root
+    return root, meta
 
 
 def open_dataset(
@@ -169,7 +175,8 @@ def open_dataset(
     """
     episodes = None if episodes is None else list(episodes)
     cameras = None if cameras is None else list(cameras)
-    meta = DatasetMeta(resolve_source(source, revision, episodes=episodes, cameras=cameras))
+    root, meta = _resolve(source, revision, episodes, cameras)
+    meta = meta or DatasetMeta(root)
     return Dataset(
         meta,
         episodes=episodes,
