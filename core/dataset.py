@@ -345,12 +345,14 @@ class Dataset:
         rows ``[B, T]``, each distinct row decoded once."""
         unique, inverse = np.unique(rows, return_inverse=True)
         data = self._image_rows[key]
-        episodes = self.episodes
-        decoded = [
-            decode_image(data[r], f"{self.meta.root}: episode {episodes[int(self._row_episode[r])]}, "
-                                  f"frame {int(r - self._ep_start[self._row_episode[r]])}, camera {key!r}")
-            for r in unique.tolist()
-        ]
+        decoded = []
+        for r in unique.tolist():
+            try:
+                decoded.append(decode_image(data[r]))
+            except DataFileError as e:
+                o = int(self._row_episode[r])
+                raise DataFileError(f"{self.meta.root}: episode {self.episodes[o]}, frame "
+                                    f"{r - int(self._ep_start[o])}, camera {key!r}: {e}") from None
         shapes = {d.shape for d in decoded}
         if len(shapes) > 1:
             raise DataFileError(f"{self.meta.root}: camera {key!r} has images of different sizes {sorted(shapes)}")
