@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import prf
-from prf.sampler import Sampler, SequentialSampler, ShuffleSampler
+from prf.sampling import Sampler, SequentialSampler, ShuffleSampler
 
 REPO = Path(__file__).resolve().parents[1]
 LEROBOT = (REPO / ".." / "shared" / "data" / "lerobot").resolve()

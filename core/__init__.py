@@ -11,11 +11,11 @@ from .cache import FrameCache
 from .decode import DecodeBackend, PyAVBackend, TorchCodecBackend, VideoIndex
 from .errors import PrfError
 from .ingest import ConversionReport, RoboticsDataFrame, convert_log, log_to_lerobot
-from .meta import DatasetMeta, Episode, Feature, VideoRef
-from . import transforms
-from .loader import Loader
-from .normalize import Normalizer
-from .sampler import (
+from .format import DatasetMeta, Episode, Feature, VideoRef
+from .loading import transforms
+from .loading import Loader
+from .loading.normalize import Normalizer
+from .sampling import (
     EpisodeChunkSampler,
     EpisodePoolSampler,
     FilteredSampler,

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .dataset import Dataset
 from .decode import DecodeBackend
 from .errors import MetadataError
-from .meta import DatasetMeta
+from .format import DatasetMeta
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -83,7 +83,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     from .cache import FrameCache, dataset_videos
     from .dataset import Dataset
     from .errors import MissingFilesError
-    from .meta import DatasetMeta
+    from .format import DatasetMeta
 
     cache = FrameCache(args.cache_dir, size=_parse_size(args.size))
     if args.action == "clean":

@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 
 from .decode import DecodeBackend, get_backend
 from .errors import DataFileError, DatasetError, TimestampError
-from .meta import INDEX_KEYS, DatasetMeta, read_parquet
-from .plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
+from .format import INDEX_KEYS, DatasetMeta, read_parquet
+from .loading.plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
 from .image import decode_image
 from .windows import delta_indices, window_rows
 
@@ -219,7 +219,7 @@ class Dataset:
 
     def plan(self, indices: Sequence[int] | np.ndarray) -> BatchPlan:
         """Step 1 of :meth:`get_batch`: the batch's non-camera arrays, and per camera the exact frame
-        of the exact video file every ``(sample, window step)`` needs (see :mod:`prf.plan`).
+        of the exact video file every ``(sample, window step)`` needs (see :mod:`prf.loading.plan`).
 
         Raises:
             IndexError: an index is out of range.
@@ -305,7 +305,7 @@ class Dataset:
                 building the missing entries first (every frame decoded once, with a progress bar).
             cache_size: ``(height, width)`` the cache stores frames at (default: the videos' own).
         """
-        from .loader import Loader
+        from .loading import Loader
 
         ds = self
         if cache_dir is not None:

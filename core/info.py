@@ -7,7 +7,7 @@ from typing import Any
 
 from .decode import get_index
 from .errors import VideoError
-from .meta import DatasetMeta
+from .format import DatasetMeta
 
 
 def describe(meta: DatasetMeta) -> dict[str, Any]:

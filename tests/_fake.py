@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prf.meta import Episode
+from prf.format import Episode
 
 
 class _Meta:

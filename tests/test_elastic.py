@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import prf
 from prf.errors import SamplerError
-from prf.sampler import undelivered
+from prf.sampling import undelivered
 
 from _fake import FakeDataset
 from test_resume import take

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import prf
-from prf.sampler import SequentialSampler, ShuffleSampler
+from prf.sampling import SequentialSampler, ShuffleSampler
 from conftest import dataset_path
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import prf
 from prf.errors import MissingFilesError
-from prf.meta import flatten_names
+from prf.format import flatten_names
 from conftest import DATASETS, dataset_path, present_episodes
 
 

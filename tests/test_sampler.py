@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import prf
 from prf.errors import SamplerError
-from prf.sampler import default_rank_world_size
+from prf.sampling import default_rank_world_size
 
 from _fake import FakeDataset
 

@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import prf as _prf
-from prf._batches import EpochBatches
+from prf.loading._batches import EpochBatches
 
 
 def _absl_flags_defaults() -> None:
@@ -316,7 +316,7 @@ class Sampler(_OrderCache):
 
     def __init__(self, num_records: int | None = None, *, shard_options: Any = None, shuffle: bool = False,
                  seed: int = 0, num_epochs: int | None = 1, epoch: int = 0, sampler: Any = None):
-        from prf.sampler import SequentialSampler, ShuffleSampler
+        from prf.sampling import SequentialSampler, ShuffleSampler
 
         shard_options = grain.sharding.NoSharding() if shard_options is None else shard_options
         self._shard_options = shard_options

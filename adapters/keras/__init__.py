@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 import prf as _prf
-from prf._batches import EpochBatches
+from prf.loading._batches import EpochBatches
 
 Selection = Union[str, Sequence[str], Mapping[str, str], None]
 

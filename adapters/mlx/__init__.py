@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 import prf as _prf
-from prf.loader import ConvertedLoader
+from prf.loading import ConvertedLoader
 
 _ZERO_COPY: bool | None = None  # does this MLX build import NumPy memory without a copy?
 

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 
 import prf as _prf
-from prf.loader import ConvertedLoader
+from prf.loading import ConvertedLoader
 
 
 def to_torch(batch: dict[str, Any]) -> dict[str, Any]:

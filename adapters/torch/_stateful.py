@@ -1,6 +1,6 @@
 """Distributed, worker-sharded and resumable loading through ``torch.utils.data``.
 
-- :class:`TorchSampler`: any :mod:`prf.sampler` sampler as a ``torch.utils.data.Sampler`` of
+- :class:`TorchSampler`: any :mod:`prf.sampling` sampler as a ``torch.utils.data.Sampler`` of
   positions, for ``DataLoader(prf.torch.Dataset(...), sampler=...)``; stateful, so torchdata's
   ``StatefulDataLoader`` resumes it exactly (epoch and position).
 - :class:`BatchIterableDataset`: a ``torch.utils.data.IterableDataset`` of whole batches (prf's
@@ -24,7 +24,7 @@ import torch.utils.data as _tud
 
 import prf as _prf
 from prf.errors import SamplerError
-from prf.sampler import Sampler as _PrfSampler
+from prf.sampling import Sampler as _PrfSampler
 
 
 class TorchSampler(_tud.Sampler):

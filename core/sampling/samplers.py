@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import SamplerError
+from ..errors import SamplerError
 
 
 def default_rank_world_size() -> tuple[int, int]:

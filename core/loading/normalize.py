@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import StatsError
+from ..errors import StatsError
 
 EPS = 1e-8
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._paths import format_template, safe_join
-from .errors import DataFileError, MetadataError, MissingFilesError, UnsupportedVersionError
+from ..errors import DataFileError, MetadataError, MissingFilesError, UnsupportedVersionError
 
 #: codebase versions prf reads. v1.x datasets must first be converted with LeRobot's own converters.
 SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")

@@ -16,8 +16,8 @@ import numpy as np
 
 from ._malloc import tune_malloc
 from .plan import BatchPlan, DecodedFrames, allocate, assemble, decode_tasks
-from .errors import SamplerError
-from .sampler import Sampler, SequentialSampler, ShuffleSampler, undelivered
+from ..errors import SamplerError
+from ..sampling import Sampler, SequentialSampler, ShuffleSampler, undelivered
 
 
 class Loader:
@@ -34,7 +34,7 @@ class Loader:
         decode_window: batches planned and decoded together (default ``2 * prefetch * max(1, num_workers)``):
             their camera frames are merged per file, deduplicated and decoded GOP by GOP, so frames
             shared by overlapping windows or neighbouring samples are decoded once.
-        sampler: a :class:`prf.sampler.Sampler` (default: sequential, or shuffle with ``shuffle=True``).
+        sampler: a :class:`prf.sampling.Sampler` (default: sequential, or shuffle with ``shuffle=True``).
         rank, world_size: distributed shard (default: from torch.distributed / ``RANK``, ``WORLD_SIZE``).
         normalize: ``{key: mode}`` with modes ``"mean_std"``, ``"min_max"``, ``"quantiles"``,
             ``"quantile10"``, ``"identity"`` (LeRobot's normalization modes; see :mod:`prf.normalize`).
@@ -122,7 +122,7 @@ class Loader:
 
     def _rank_order(self, epoch: int | None) -> np.ndarray:
         """This rank's positions for ``epoch``; for the epoch an elastic resume started in, this rank's
-        shard of what no rank had delivered (see :func:`prf.sampler.undelivered`)."""
+        shard of what no rank had delivered (see :func:`prf.sampling.undelivered`)."""
         s = self.sampler
         if self._segments and (epoch is None or int(epoch) == s.epoch):
             rest = undelivered(s.global_order(s.epoch), self._segments, s.shard_mode, s.drop_last)
@@ -138,7 +138,7 @@ class Loader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if getattr(self.dataset, "cameras", None):
-            tune_malloc()  # see prf._malloc: 2.6x faster decoding of large frames on 2 threads
+            tune_malloc()  # see prf.loading._malloc: 2.6x faster decoding of large frames on 2 threads
         batches = self.batch_indices()
         skip = self._skip_batches
         self._delivered = skip

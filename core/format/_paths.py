@@ -6,7 +6,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import MetadataError, UnsafePathError
+from ..errors import MetadataError, UnsafePathError
 
 
 def format_template(template: str, root: Path, what: str, **fields: Any) -> str:
