@@ -27,6 +27,7 @@ from .sampling import (
     train_val_split,
 )
 from .stats import compute_stats
+from .query import sql
 from .writer import write_lerobot_dataset
 
 __version__ = "0.1.0"
@@ -63,5 +64,6 @@ __all__ = [
     "RoboticsDataFrame",
     "log_to_lerobot",
     "write_lerobot_dataset",
+    "sql",
     "__version__",
 ]

@@ -102,6 +102,16 @@ class DataFrameError(PrfError, ValueError):
     period or tolerance) or data it cannot work on."""
 
 
+class QueryError(PrfError, ValueError):
+    """A SQL query over a dataset (``prf.sql``, ``prf query``, ``open_dataset(episodes="SELECT ...")``)
+    failed; the message is DuckDB's, prefixed with the dataset(s) queried. ``duckdb_message`` holds
+    DuckDB's text alone."""
+
+    def __init__(self, message: str, duckdb_message: str | None = None):
+        super().__init__(message)
+        self.duckdb_message = duckdb_message if duckdb_message is not None else message
+
+
 def _short_list(values: list[int], limit: int = 20) -> str:
     if len(values) <= limit:
         return str(values)
@@ -126,4 +136,5 @@ __all__ = [
     "NotALogError",
     "LogReadError",
     "DataFrameError",
+    "QueryError",
 ]

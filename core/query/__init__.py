@@ -1,0 +1,10 @@
+"""Query and curate demonstrations: SQL over frames and episodes (DuckDB), validation, episode quality
+scores, similarity search (``pip install "prf[query]"``).
+
+DuckDB and usearch are imported only when a function needing them runs, so ``import prf`` works
+without the extra.
+"""
+
+from ._sql import connect, data_files, resolve_episodes, sql, topic_view_name
+
+__all__ = ["connect", "data_files", "resolve_episodes", "sql", "topic_view_name"]
