@@ -4,6 +4,10 @@
     prf demo [--dataset PATH] [--steps N]   train a small behaviour-cloning policy (needs prf[torch])
     prf convert LOG OUT [--topics T ...] [--start NS] [--end NS] [--json]
                                       robot log (MCAP, ROS 1/2 bag) -> per-topic Parquet (needs prf[ingest])
+    prf query PATH "SQL" [--json | --csv]   SQL over frames/episodes/tasks/scores (needs prf[query])
+    prf validate PATH [--json]        integrity checks before training (exit 1 when an error is found)
+    prf score PATH [--json]           per-episode quality scores
+    prf similar PATH --episode E --frame F [-k 10] [--json]   nearest frames by state/action
 
 Exit codes: 0 success, 1 a prf error (bad dataset, decode failure, not a log; the message names the
 file), 2 bad usage, 3 an inconsistent dataset (``prf info --strict`` with mismatches), 4 a log
@@ -108,6 +112,139 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- query, validate, score, similar (prf.query) ------------------------------------------------------
+def _json_ready(value):
+    """Arrow rows -> JSON values: NaN/inf become null, bytes become their length's placeholder."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)  # dates, times, decimals
+
+
+def _print_table(table, fmt: str) -> None:
+    """Print a pyarrow.Table as a JSON array of row objects, CSV, or aligned text."""
+    rows = [_json_ready(r) for r in table.to_pylist()]
+    if fmt == "json":
+        print(json.dumps(rows, indent=1))
+    elif fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(table.column_names)
+        for r in rows:
+            w.writerow([json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v) for v in r.values()])
+    else:
+        names = table.column_names
+        cells = [[("" if r[n] is None else str(r[n]))[:60] for n in names] for r in rows]
+        widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
+        print("  ".join(n.ljust(w) for n, w in zip(names, widths)))
+        for c in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def _out_format(args: argparse.Namespace) -> str:
+    return "json" if args.json else "csv" if getattr(args, "csv", False) else "text"
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from .query import sql
+
+    try:
+        table = sql(args.path, args.sql)
+    except ImportError as e:
+        print(f"prf query: {e}", file=sys.stderr)
+        return 1
+    _print_table(table, _out_format(args))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .query import validate
+
+    report = validate(args.path, tolerance_s=args.tolerance_s, videos=not args.no_videos)
+    if args.json:
+        print(json.dumps(_json_ready(report.to_dict()), indent=1))
+    else:
+        print(report.format_text())
+    return 0 if report.ok else 1
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .query import score_episodes
+
+    table = score_episodes(args.path, cameras=None if not args.no_cameras else [], samples=args.samples)
+    _print_table(table, _out_format(args))
+    return 0
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    from .query import similar
+
+    table = similar(args.path, episode=args.episode, frame=args.frame, k=args.k, by=tuple(args.by),
+                    exact=args.exact)
+    _print_table(table, _out_format(args))
+    return 0
+
+
+def _add_query_commands(sub) -> None:
+    q = sub.add_parser("query", help="SQL over a dataset's frames, episodes, tasks, scores (DuckDB)",
+                       description="Run one SQL query (DuckDB's dialect) over views of a LeRobot dataset read in "
+                       "place: frames (every non-camera column), episodes (length, tasks, video spans, stats/*), "
+                       "tasks, scores; or over a converted log (one view per topic, and topics). Needs prf[query].")
+    q.add_argument("path", help="dataset folder or converted-log folder")
+    q.add_argument("sql", help='the query, e.g. "SELECT episode_index, count(*) FROM frames GROUP BY 1"')
+    fmt = q.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print a JSON array of row objects")
+    fmt.add_argument("--csv", action="store_true", help="print CSV with a header row")
+    q.set_defaults(func=_cmd_query)
+
+    v = sub.add_parser("validate", help="integrity checks a dataset needs before training",
+                       description="Check a LeRobot dataset: info.json totals, declared features vs parquet schema, "
+                       "fps vs video streams, index/frame_index continuity, timestamps on the fps grid, a video "
+                       "frame for every row, missing and orphan files, stats present and consistent. Exit 0 when "
+                       "no error is found, 1 when one is, 2 on bad usage.")
+    v.add_argument("path", help="dataset folder")
+    v.add_argument("--json", action="store_true", help='print {"ok": bool, "findings": [...]}')
+    v.add_argument("--tolerance-s", type=float, default=1e-4, help="timestamp tolerance in seconds (default 1e-4)")
+    v.add_argument("--no-videos", action="store_true", help="skip the checks that read the video files")
+    v.set_defaults(func=_cmd_validate)
+
+    s = sub.add_parser("score", help="per-episode quality scores",
+                       description="One row per episode: state_variance, action_magnitude, motion_smoothness (jerk), "
+                       "idle_fraction, dropped/duplicated frames, gripper events, diversity, and per camera "
+                       "sharpness and frozen fraction (sampled frames). See prf.score_episodes for formulas.")
+    s.add_argument("path", help="dataset folder")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print a JSON array of row objects")
+    fmt.add_argument("--csv", action="store_true", help="print CSV with a header row")
+    s.add_argument("--no-cameras", action="store_true", help="skip the camera scores (no video decoding)")
+    s.add_argument("--samples", type=int, default=8, help="camera frames sampled per episode (default 8)")
+    s.set_defaults(func=_cmd_score)
+
+    m = sub.add_parser("similar", help="nearest frames by normalized state/action",
+                       description="The k frames nearest to (episode, frame) by z-normalized features, from an "
+                       "approximate nearest-neighbour index (usearch) cached under $PRF_CACHE/similar; --exact "
+                       "searches exhaustively.")
+    m.add_argument("path", help="dataset folder")
+    m.add_argument("--episode", type=int, required=True)
+    m.add_argument("--frame", type=int, required=True, help="frame_index within the episode")
+    m.add_argument("-k", type=int, default=10, help="neighbours (default 10)")
+    m.add_argument("--by", nargs="+", default=["observation.state"], help="features (default observation.state)")
+    m.add_argument("--exact", action="store_true", help="exhaustive search instead of the index")
+    m.add_argument("--json", action="store_true", help="print a JSON array of row objects")
+    m.set_defaults(func=_cmd_similar)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prf", description="Fast, frame-exact LeRobot dataset loading.")
     from . import __version__
@@ -162,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--size", default=None, help="store frames resized to HxW (default: as decoded)")
     cache.add_argument("--json", action="store_true", help="machine-readable output")
     cache.set_defaults(func=_cmd_cache)
+    _add_query_commands(sub)
     return p
 
 
