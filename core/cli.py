@@ -169,8 +169,13 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .query import validate
 
+    if not Path(args.path).is_dir():
+        print(f"prf validate: {args.path}: no such dataset folder", file=sys.stderr)
+        return 2
     report = validate(args.path, tolerance_s=args.tolerance_s, videos=not args.no_videos)
     if args.json:
         print(json.dumps(_json_ready(report.to_dict()), indent=1))

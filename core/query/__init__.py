@@ -6,5 +6,6 @@ without the extra.
 """
 
 from ._sql import connect, data_files, resolve_episodes, sql, topic_view_name
+from .validate import CHECKS, Finding, ValidationReport, validate
 
-__all__ = ["connect", "data_files", "resolve_episodes", "sql", "topic_view_name"]
+__all__ = ["CHECKS", "Finding", "ValidationReport", "validate", "connect", "data_files", "resolve_episodes", "sql", "topic_view_name"]
