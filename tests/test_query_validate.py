@@ -117,7 +117,7 @@ def test_index_continuity_frame_index(copy_dataset):
         t.column("episode_index").to_numpy() == 3, t.column("frame_index").to_numpy() + 1, t.column("frame_index").to_numpy())))
     rep = prf.validate(root, videos=False)
     # frame_index's stored stats no longer match either: the same defect, seen by stats.consistent
-    assert _checks(rep) == {"index.continuity", "stats.consistent"}
+    assert _checks(rep) == {"index.continuity", "stats.consistent", "timestamps.grid"}  # the grid moved with it
     assert all("'frame_index'" in f.message for f in rep.by_check("stats.consistent"))
     f = [f for f in rep.by_check("index.continuity")]
     assert [x.episode for x in f] == [3] and "frame_index is not 0.." in f[0].message
@@ -151,14 +151,14 @@ def test_timestamps_off_grid(copy_dataset):
     def fn(t):
         ts = t.column("timestamp").to_numpy().copy()
         m = (t.column("episode_index").to_numpy() == 1) & (t.column("frame_index").to_numpy() >= 100)
-        ts[m] += 0.5
+        ts[m] += 0.51  # (an exact 0.5 s = 15 frames would silently give later frames)
         return _set_col(t, "timestamp", ts)
     _edit_parquet(root / DATA, fn)
     rep = prf.validate(root, videos=False)
     assert _checks(rep) == {"timestamps.grid", "stats.consistent"}  # timestamp's stored stats too
     assert all("'timestamp'" in f.message for f in rep.by_check("stats.consistent"))
     (f,) = rep.by_check("timestamps.grid")
-    assert f.episode == 1 and f.file == DATA and f"{386 - 100} timestamps" in f.message and "worst 0.5" in f.message
+    assert f.episode == 1 and f.file == DATA and f"{386 - 100} timestamps" in f.message and "worst 0.51" in f.message
     # the defect shows where training would fail: a sample there raises TimestampError
     ds = prf.open_dataset(root, episodes=[1])
     with pytest.raises(prf.errors.TimestampError):
