@@ -27,7 +27,7 @@ from .sampling import (
     train_val_split,
 )
 from .stats import compute_stats
-from .query import sql, validate
+from .query import score_episodes, sql, validate
 from .writer import write_lerobot_dataset
 
 __version__ = "0.1.0"
@@ -65,6 +65,7 @@ __all__ = [
     "log_to_lerobot",
     "write_lerobot_dataset",
     "sql",
+    "score_episodes",
     "validate",
     "__version__",
 ]
