@@ -1,0 +1,186 @@
+"""`prf query` of a per-episode aggregate over a generated LeRobot v3.0 dataset, side by side with pandas
+and polars on the same parquet files; and `prf.score_episodes` time per 1M frames.
+
+    python benches/bench_query.py --frames 10000000 --repeat 3 --markdown bench-results/query.md
+
+The dataset (no cameras; observation.state and action float32[14], 500-frame episodes, 1M-row data
+files) is generated once into $PRF_CACHE/bench/query_<frames> (default ~/.cache/prf/bench/...).
+Every engine computes, per episode: count(*), mean(timestamp), mean(action[0]), max(observation.state[13]),
+reading the parquet files from disk each run (the OS page cache is warm after the first run, for all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+EP_LEN, DIM, FILE_ROWS, FPS = 500, 14, 1_000_000, 30
+
+
+def generate(root: Path, frames: int) -> Path:
+    """A LeRobot v3.0 dataset of ``frames`` rows (written with pyarrow directly; atomic by rename)."""
+    if (root / "meta" / "info.json").is_file():
+        return root
+    tmp = root.with_name(root.name + ".part")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "meta" / "episodes" / "chunk-000").mkdir(parents=True)
+    (tmp / "data" / "chunk-000").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    n_eps = frames // EP_LEN
+    vec = pa.list_(pa.float32(), DIM)
+    ep_rows = {k: [] for k in ("episode_index", "data/chunk_index", "data/file_index", "dataset_from_index",
+                               "dataset_to_index", "length")}
+    for f, start in enumerate(range(0, frames, FILE_ROWS)):
+        n = min(FILE_ROWS, frames - start)
+        idx = np.arange(start, start + n, dtype=np.int64)
+        ep = idx // EP_LEN
+        fi = idx % EP_LEN
+        state = np.cumsum(rng.standard_normal((n, DIM), dtype=np.float32) * 0.01, axis=0, dtype=np.float32)
+        action = state + rng.standard_normal((n, DIM), dtype=np.float32) * 0.001
+        t = pa.table({
+            "observation.state": pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), DIM),
+            "action": pa.FixedSizeListArray.from_arrays(pa.array(action.reshape(-1)), DIM),
+            "timestamp": pa.array((fi / FPS).astype(np.float32)),
+            "frame_index": pa.array(fi), "episode_index": pa.array(ep), "index": pa.array(idx),
+            "task_index": pa.array(np.zeros(n, np.int64)),
+        })
+        pq.write_table(t, tmp / "data" / "chunk-000" / f"file-{f:03d}.parquet")
+        for e in np.unique(ep):
+            ep_rows["episode_index"].append(int(e))
+            ep_rows["data/chunk_index"].append(0)
+            ep_rows["data/file_index"].append(f)
+            ep_rows["dataset_from_index"].append(int(e) * EP_LEN)
+            ep_rows["dataset_to_index"].append(int(e) * EP_LEN + EP_LEN)
+            ep_rows["length"].append(EP_LEN)
+    eps = pa.table({**{k: pa.array(v, pa.int64()) for k, v in ep_rows.items()},
+                    "tasks": pa.array([["move"]] * len(ep_rows["episode_index"]), pa.list_(pa.string()))})
+    pq.write_table(eps, tmp / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
+    pq.write_table(pa.table({"task_index": [0], "task": ["move"]}), tmp / "meta" / "tasks.parquet")
+    feats = {"observation.state": {"dtype": "float32", "shape": [DIM], "names": None},
+             "action": {"dtype": "float32", "shape": [DIM], "names": None},
+             **{k: {"dtype": "float32" if k == "timestamp" else "int64", "shape": [1], "names": None}
+                for k in ("timestamp", "frame_index", "episode_index", "index", "task_index")}}
+    info = {"codebase_version": "v3.0", "robot_type": "bench", "fps": FPS, "total_episodes": n_eps,
+            "total_frames": frames, "total_tasks": 1, "chunks_size": 1000, "features": feats,
+            "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet", "video_path": None}
+    (tmp / "meta" / "info.json").write_text(json.dumps(info))
+    root.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, root)
+    return root
+
+
+SQL = ('SELECT episode_index, count(*) AS n, avg(timestamp) AS t, avg(action[1]) AS a0, '
+       'max("observation.state"[14]) AS s13 FROM frames GROUP BY 1 ORDER BY 1')
+
+
+def run_prf_cli(root: Path) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "prf.cli", "query", str(root), SQL, "--csv"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    if r.returncode:
+        raise SystemExit(r.stderr)
+    return time.perf_counter() - t0
+
+
+def run_prf_api(root: Path):
+    import prf
+
+    t0 = time.perf_counter()
+    t = prf.sql(root, SQL)
+    return time.perf_counter() - t0, t
+
+
+def run_polars(files: list[str]):
+    import polars as pl
+
+    t0 = time.perf_counter()
+    out = (pl.scan_parquet(files).group_by("episode_index")
+           .agg(pl.len().alias("n"), pl.col("timestamp").mean().alias("t"),
+                pl.col("action").arr.get(0).mean().alias("a0"),
+                pl.col("observation.state").arr.get(DIM - 1).max().alias("s13"))
+           .sort("episode_index").collect())
+    return time.perf_counter() - t0, out
+
+
+def run_pandas(files: list[str]):
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    parts = []
+    for f in files:  # pandas reads the vector columns as pyarrow-backed lists; element 0 / 13 via .list[]
+        df = pd.read_parquet(f, columns=["episode_index", "timestamp", "action", "observation.state"],
+                             dtype_backend="pyarrow")
+        parts.append(pd.DataFrame({"episode_index": df["episode_index"], "timestamp": df["timestamp"],
+                                   "a0": df["action"].list[0], "s13": df["observation.state"].list[DIM - 1]}))
+    df = pd.concat(parts, ignore_index=True)
+    out = df.groupby("episode_index").agg(n=("timestamp", "size"), t=("timestamp", "mean"), a0=("a0", "mean"),
+                                           s13=("s13", "max")).sort_index()
+    return time.perf_counter() - t0, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=10_000_000)
+    ap.add_argument("--score-frames", type=int, default=1_000_000, help="dataset size for the score timing")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--markdown", default=None)
+    args = ap.parse_args()
+    cache = Path(os.environ.get("PRF_CACHE", Path.home() / ".cache" / "prf")) / "bench"
+    t0 = time.perf_counter()
+    root = generate(cache / f"query_{args.frames}", args.frames)
+    print(f"dataset {root} ({args.frames} frames) ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    files = sorted(str(p) for p in (root / "data").rglob("*.parquet"))
+    res: dict[str, list[float]] = {"prf query (CLI, incl. process start)": [], "prf.sql (API)": [],
+                                   "polars scan_parquet": [], "pandas read_parquet + groupby": []}
+    ref = None
+    for _ in range(args.repeat):
+        res["prf query (CLI, incl. process start)"].append(run_prf_cli(root))
+        dt, t = run_prf_api(root)
+        res["prf.sql (API)"].append(dt)
+        ref = t
+        dt, pl_out = run_polars(files)
+        res["polars scan_parquet"].append(dt)
+        dt, pd_out = run_pandas(files)
+        res["pandas read_parquet + groupby"].append(dt)
+    # same answers
+    np.testing.assert_array_equal(ref.column("n").to_numpy(), pl_out["n"].to_numpy())
+    np.testing.assert_allclose(ref.column("a0").to_numpy(), pl_out["a0"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ref.column("a0").to_numpy(), pd_out["a0"].to_numpy(dtype=np.float64), rtol=1e-6)
+    np.testing.assert_allclose(ref.column("s13").to_numpy(), pd_out["s13"].to_numpy(dtype=np.float64), rtol=1e-6)
+    lines = [f"Per-episode aggregate over {args.frames:,} frames ({args.frames // EP_LEN:,} episodes, "
+             f"{len(files)} data files), median of {args.repeat}:", "", "| engine | seconds | frames/s |", "|---|---|---|"]
+    for k, v in res.items():
+        m = statistics.median(v)
+        lines.append(f"| {k} | {m:.2f} | {args.frames / m / 1e6:.1f} M |")
+    sroot = generate(cache / f"query_{args.score_frames}", args.score_frames)
+    import prf
+
+    st = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        prf.score_episodes(sroot, cameras=[])
+        st.append(time.perf_counter() - t0)
+    m = statistics.median(st)
+    lines += ["", f"`prf.score_episodes` (no cameras) over {args.score_frames:,} frames: {m:.2f} s = "
+              f"{m / (args.score_frames / 1e6):.2f} s per 1M frames (median of {args.repeat})"]
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
