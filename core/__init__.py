@@ -27,7 +27,7 @@ from .sampling import (
     train_val_split,
 )
 from .stats import compute_stats
-from .query import score_episodes, sql, validate
+from .query import score_episodes, similar, sql, validate
 from .writer import write_lerobot_dataset
 
 __version__ = "0.1.0"
@@ -66,6 +66,7 @@ __all__ = [
     "write_lerobot_dataset",
     "sql",
     "score_episodes",
+    "similar",
     "validate",
     "__version__",
 ]
