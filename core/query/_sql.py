@@ -239,6 +239,7 @@ def connect(source: Source, *, scores: bool = False):
     duckdb = _duckdb()
     con = duckdb.connect(":memory:")
     try:
+        con.execute("SET enable_progress_bar = false")  # no progress bar on stderr in prf query / tests
         if isinstance(source, Mapping):
             for name, src in source.items():
                 if not _NAME.match(str(name)) or str(name).lower() == "main":
@@ -292,9 +293,10 @@ def resolve_episodes(source: Any, episodes: Any) -> list[int] | None:
 
     ``episodes`` may be ``None`` (all: returns ``None``), a SQL query string over the views of
     ``source`` (``"SELECT episode_index FROM episodes WHERE length > 100"``), a ``pyarrow.Table``
-    (its ``episode_index`` column, else its only column), a pyarrow/NumPy/pandas column, or an
-    iterable of ints. A query's result column is taken the same way as a table's. Returns sorted,
-    de-duplicated ``int`` episode indices (a query selects a set).
+    (its ``episode_index`` column, else its only column), a pyarrow array, or any iterable of ints
+    (NumPy, pandas, list). A query's result is taken as a table. Returns ``int`` episode indices:
+    sorted and de-duplicated for a query, table or pyarrow array (they select a set); in the given
+    order otherwise.
 
     Raises:
         QueryError: the query fails, or its result has several columns and none is ``episode_index``,
@@ -302,10 +304,12 @@ def resolve_episodes(source: Any, episodes: Any) -> list[int] | None:
     """
     if episodes is None:
         return None
-    if isinstance(episodes, (list, tuple, range)):
-        keep_order, label = True, "episodes="
-    else:
+    # a query or a result table selects a set (sorted); any other sequence keeps its order, as
+    # open_dataset(episodes=[...]) always did
+    if isinstance(episodes, (str, pa.Table, pa.Array, pa.ChunkedArray)):
         keep_order, label = False, _label(source)
+    else:
+        keep_order, label = True, "episodes="
     if isinstance(episodes, str):
         episodes = sql(source, episodes)
     if isinstance(episodes, pa.Table):
