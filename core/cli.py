@@ -110,7 +110,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prf", description="Fast, frame-exact LeRobot dataset loading.")
-    from . import __version__
+    from ._version import __version__
 
     p.add_argument("--version", action="version", version=f"prf {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
