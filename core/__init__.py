@@ -15,7 +15,7 @@ from pkgutil import extend_path
 __path__ = extend_path(__path__, __name__)
 
 from . import errors  # noqa: E402
-from ._open import open_dataset
+from ._open import as_dataset, open_dataset
 from .dataset import Dataset
 from .cache import FrameCache
 from .decode import DecodeBackend, PyAVBackend, TorchCodecBackend, VideoIndex
@@ -43,6 +43,7 @@ from ._version import __version__
 
 __all__ = [
     "open_dataset",
+    "as_dataset",
     "Dataset",
     "DatasetMeta",
     "Episode",
