@@ -22,7 +22,7 @@ so the first is used.
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint, distributions
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable
 
 from .errors import PluginError
@@ -42,16 +42,12 @@ def _install_hint(name: str) -> str:
 
 
 def _entry_points(group: str) -> dict[str, EntryPoint]:
-    """``{name: entry point}`` of ``group``; the first of duplicate names (bundled + standalone).
-
-    Every distribution on ``sys.path`` is read, not only the first of each name as
-    ``importlib.metadata.entry_points()`` does: a stale ``prf.egg-info`` in the working directory (left
-    by an in-tree build) would otherwise hide the installed ``prf``'s adapters."""
+    """``{name: entry point}`` of ``group``, as ``importlib.metadata.entry_points`` sees them (the first
+    distribution of each name on ``sys.path``, as imports resolve); the first of duplicate names
+    (a bundled and a standalone adapter both installed name the same module)."""
     found: dict[str, EntryPoint] = {}
-    for dist in distributions():
-        for ep in dist.entry_points:
-            if ep.group == group:
-                found.setdefault(ep.name, ep)
+    for ep in entry_points(group=group):
+        found.setdefault(ep.name, ep)
     return found
 
 
