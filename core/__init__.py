@@ -15,7 +15,8 @@ from pkgutil import extend_path
 __path__ = extend_path(__path__, __name__)
 
 from . import errors  # noqa: E402
-from ._open import as_dataset, open_dataset
+from ._demo_data import make_demo_dataset
+from ._open import as_dataset, open_dataset, resolve_source
 from .dataset import Dataset
 from .cache import FrameCache
 from .decode import DecodeBackend, PyAVBackend, TorchCodecBackend, VideoIndex
@@ -44,6 +45,8 @@ from ._version import __version__
 __all__ = [
     "open_dataset",
     "as_dataset",
+    "resolve_source",
+    "make_demo_dataset",
     "Dataset",
     "DatasetMeta",
     "Episode",
