@@ -1,8 +1,8 @@
 """JAX adapter: prf datasets as Grain data sources and pipelines, batches as ``jax.Array``.
 
 - :class:`DataSource`: a Grain ``RandomAccessDataSource`` of samples (``__len__``, thread-safe and
-  deterministic ``__getitem__``, ``__repr__``, picklable; Grain's batched read decodes each video file
-  once for the whole request).
+  deterministic ``__getitem__``, ``__repr__``, picklable; Grain's batched read, where Grain uses it,
+  decodes each video file once for the whole request).
 - :func:`map_dataset`: a ``grain.MapDataset`` in prf's order (the same samples, in the same order,
   as ``ds.loader(...)`` for a given ``(seed, epoch, rank, world_size)``); of samples, or of batches
   read with prf's batched decode. Continue it with ``.map``, ``.batch``, ``.repeat``,

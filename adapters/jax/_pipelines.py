@@ -58,8 +58,8 @@ def map_dataset(
         source: a dataset folder / Hub repo id (opened with ``open_kwargs``), a :class:`prf.Dataset`
             or a :class:`DataSource`.
         batch_size: ``None``: records are samples (``grain.MapDataset.source(DataSource(ds))`` put in
-            prf's order; batch them with ``.batch(n, batch_fn=prf.jax.collate)``, which reads them with
-            one batched decode). An int: records are batches ``{key: ndarray [B, ...]}`` (``task``
+            prf's order; batch them with ``.batch(n, batch_fn=prf.jax.collate)``; Grain 0.2 reads the
+            samples of such a batch one by one unless its batch-pushdown experiment is on). An int: records are batches ``{key: ndarray [B, ...]}`` (``task``
             list[str]), identical to ``ds.loader(batch_size, ...)``'s (:meth:`prf.Loader.batch`).
         epoch: the epoch of the first ``len(result)`` records; later indices (``.repeat()``) are the
             next epochs, each in its own order.

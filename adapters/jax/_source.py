@@ -25,8 +25,9 @@ class DataSource(grain.sources.RandomAccessDataSource):
     ``{key}_is_pad`` ``bool [T]``, ``task`` a ``str``). ``__getitem__`` is deterministic and
     thread-safe (decoders are per thread); the source pickles without open files, so Grain's worker
     processes reopen videos themselves. ``_getitems`` is Grain's batched-read protocol
-    (``SupportsBatchedReadRandomAccessDataSource``, which Grain's ``MapDataset.source`` and ``.batch``
-    call; Grain exports no public name for it): the request is assembled with one batched decode.
+    (``SupportsBatchedReadRandomAccessDataSource``; Grain exports no public name for it, and calls it
+    where it reads records in batches, e.g. ``MapDataset.batch`` with its batch-pushdown experiment):
+    the request is assembled with one batched decode.
     """
 
     def __init__(self, source: str | Path | _prf.Dataset, **open_kwargs: Any):
