@@ -2,10 +2,21 @@
 
 ``import prf`` imports no deep-learning framework; the adapters are ``prf.torch``, ``prf.mlx``,
 ``prf.jax`` (Grain) and ``prf.keras`` (PyDataset, tf.data).
+
+``prf`` is extended with ``pkgutil.extend_path``: an adapter installed as its own distribution
+(``pip install ./adapters/mlx``: ``prf-mlx``, which ships ``prf/mlx/`` and no ``prf/__init__.py``) is
+found as ``prf.mlx`` even when it lies in another ``site-packages`` than this package (a virtualenv with
+system site packages, a user site, an editable core). Adapters register under the entry-point group
+``prf.adapters`` (see :mod:`prf._plugins`), which ``ds.loader(output=...)`` looks up.
 """
 
-from . import errors
-from ._open import open_dataset
+from pkgutil import extend_path
+
+__path__ = extend_path(__path__, __name__)
+
+from . import errors  # noqa: E402
+from ._demo_data import make_demo_dataset
+from ._open import as_dataset, open_dataset, resolve_source
 from .dataset import Dataset
 from .cache import FrameCache
 from .decode import DecodeBackend, PyAVBackend, TorchCodecBackend, VideoIndex
@@ -30,10 +41,13 @@ from .stats import compute_stats
 from .query import score_episodes, similar, sql, validate
 from .writer import write_lerobot_dataset
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "open_dataset",
+    "as_dataset",
+    "resolve_source",
+    "make_demo_dataset",
     "Dataset",
     "DatasetMeta",
     "Episode",

@@ -6,7 +6,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
@@ -186,3 +186,28 @@ def open_dataset(
         backend=backend,
         device=device,
     )
+
+
+def as_dataset(source: Any, **open_kwargs: Any) -> Dataset:
+    """The dataset an adapter was given: one rule for every API taking "a folder, Hub repo id, URL or
+    an open dataset" (``prf.torch.Dataset``, ``prf.mlx.loader``, ``prf.jax.map_dataset``, ...).
+
+    Args:
+        source: an open :class:`prf.Dataset` (returned as is); an object wrapping one in its
+            ``dataset`` attribute (``prf.torch.Dataset``, ``prf.jax.DataSource``: unwrapped); else
+            anything :func:`open_dataset` opens.
+        **open_kwargs: :func:`open_dataset` options (``episodes``, ``delta_timestamps``, ...).
+
+    Raises:
+        TypeError: ``open_kwargs`` given with an already open dataset (they would be ignored).
+        and what :func:`open_dataset` raises.
+    """
+    inner = getattr(source, "dataset", None)
+    if not isinstance(source, Dataset) and isinstance(inner, Dataset):
+        source = inner
+    if isinstance(source, Dataset):
+        if open_kwargs:
+            raise TypeError(f"open options {sorted(open_kwargs)} are only accepted with a path, repo id or URL, "
+                            f"not with an open {source!r}")
+        return source
+    return open_dataset(source, **open_kwargs)

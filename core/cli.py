@@ -39,10 +39,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._plugins import load_command  # the torch adapter's command (entry-point group prf.commands)
+
     try:
-        from prf.torch.demo import run_demo
-    except ImportError as e:
-        print(f"prf demo needs PyTorch: pip install 'prf[torch]' ({e})", file=sys.stderr)
+        run_demo = load_command("demo")
+    except ImportError as e:  # PluginError: not installed, or PyTorch missing; names what to install
+        print(f"prf demo: {e}", file=sys.stderr)
         return 1
     result = run_demo(
         dataset=args.dataset, steps=args.steps, batch_size=args.batch_size, num_workers=args.num_workers,
@@ -252,7 +254,7 @@ def _add_query_commands(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prf", description="Fast, frame-exact LeRobot dataset loading.")
-    from . import __version__
+    from ._version import __version__
 
     p.add_argument("--version", action="version", version=f"prf {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")

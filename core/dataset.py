@@ -297,20 +297,29 @@ class Dataset:
         return dataset_stats(self, episodes)
 
     def loader(self, batch_size: int = 1, *, cache_dir: str | Path | None = None,
-               cache_size: tuple[int, int] | None = None, **kwargs: Any):
+               cache_size: tuple[int, int] | None = None, output: str | None = None, **kwargs: Any):
         """A :class:`prf.Loader` over this dataset; see its docstring for the options.
 
         Args:
             cache_dir: serve camera frames from a decoded-frame cache there (see :mod:`prf.cache`),
                 building the missing entries first (every frame decoded once, with a progress bar).
             cache_size: ``(height, width)`` the cache stores frames at (default: the videos' own).
+            output: ``None`` / ``"numpy"``: NumPy batches (the :class:`prf.Loader` itself). An adapter
+                name (``"torch"``, ``"mlx"``, ``"jax"``, ``"keras"``): the installed adapter plugin
+                (entry-point group ``prf.adapters``, see :mod:`prf._plugins`) wraps the loader, so
+                batches are that framework's arrays; length, epochs and state stay the loader's.
+
+        Raises:
+            PluginError: ``output`` names an adapter that is not installed or whose framework is
+                missing (the message names the package to install).
         """
+        from ._plugins import wrap_loader
         from .loading import Loader
 
         ds = self
         if cache_dir is not None:
             ds = self.with_frame_cache(cache_dir, size=cache_size)
-        return Loader(ds, batch_size=batch_size, **kwargs)
+        return wrap_loader(Loader(ds, batch_size=batch_size, **kwargs), output)
 
     def with_frame_cache(self, cache_dir: str | Path, *, size: tuple[int, int] | None = None,
                          build: bool = True, progress: bool = True) -> "Dataset":

@@ -85,6 +85,12 @@ class StatsError(PrfError):
     """Feature statistics are missing or malformed, or a normalization cannot be applied with them."""
 
 
+class PluginError(PrfError, ImportError):
+    """An adapter or command plugin (entry-point groups ``prf.adapters``, ``prf.commands``) is not
+    installed, fails to import (its framework is missing), or does not provide what prf calls. The
+    message names the package to install."""
+
+
 class LogError(PrfError):
     """A robot log (MCAP, ROS 1 bag, ROS 2 bag) cannot be read or converted."""
 
@@ -132,6 +138,7 @@ __all__ = [
     "WriteError",
     "SamplerError",
     "StatsError",
+    "PluginError",
     "LogError",
     "NotALogError",
     "LogReadError",

@@ -338,9 +338,8 @@ def compute_stats(
     cameras = list(getattr(dataset, "cameras", []))
     frames_ds = dataset
     if cameras and getattr(dataset, "delta_timestamps", None):
-        from .dataset import Dataset
-
-        frames_ds = Dataset(meta, episodes=ids, cameras=cameras, backend=dataset.backend, tolerance_s=dataset.tolerance_s)
+        # the dataset's own class (no import of prf.dataset here: it imports this module for ds.stats())
+        frames_ds = type(dataset)(meta, episodes=ids, cameras=cameras, backend=dataset.backend, tolerance_s=dataset.tolerance_s)
     starts = np.asarray(dataset.episode_starts)
     lengths = np.asarray(dataset.episode_lengths)
     per: dict[int, dict[str, dict[str, np.ndarray]]] = {}

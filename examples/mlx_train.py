@@ -2,8 +2,9 @@
 
     python examples/mlx_train.py --steps 40            # pusht_sim_v30 from ../shared/data
 
-Batches come from ``prf.mlx.loader``: ``{key: mx.array [B, ...]}`` with cameras ``uint8 [B, H, W, C]``
-(channels-last, as MLX's ``nn.Conv2d`` expects). Prints one loss per step; ``--json`` prints
+Batches come from ``ds.loader(..., output="mlx")`` (the ``mlx`` adapter plugin, ``prf.mlx``, found
+through its entry point; ``prf.mlx.loader(ds, ...)`` is the same): ``{key: mx.array [B, ...]}`` with
+cameras ``uint8 [B, H, W, C]`` (channels-last, as MLX's ``nn.Conv2d`` expects). Prints one loss per step; ``--json`` prints
 ``{"losses": [...]}`` as the last line.
 """
 
@@ -19,7 +20,6 @@ import mlx.optimizers as optim
 import numpy as np
 
 import prf
-import prf.mlx
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lerobot" / "pusht_sim_v30"
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> list[float]:
         return nn.losses.mse_loss(model(image, (state - s_mean) / s_std), (action - a_mean) / a_std)
 
     step_fn = nn.value_and_grad(model, loss_fn)
-    loader = prf.mlx.loader(ds, args.batch_size, shuffle=True, seed=0, drop_last=True, num_workers=2)
+    loader = ds.loader(args.batch_size, shuffle=True, seed=0, drop_last=True, num_workers=2, output="mlx")
     losses: list[float] = []
     while len(losses) < args.steps:
         for batch in loader:  # each pass is the next epoch, in its own order

@@ -17,7 +17,11 @@ which is Keras's default ``image_data_format``. ``task`` is ``list[str]`` in the
 Pass ``shuffle=False`` to ``model.fit`` to keep prf's batch order (Keras shuffles the order of a
 PyDataset's batches by default; prf shuffles samples with its own seeded sampler).
 
-Install with ``pip install prf[keras]`` (Keras 3 and TensorFlow for ``tf.data``).
+Install with ``pip install prf[keras]`` (Keras 3 and TensorFlow for ``tf.data``; the monorepo bundles
+this adapter) or, over a core-only prf, ``pip install ./adapters/keras`` (``prf-keras``). Registered as
+the ``keras`` adapter plugin (entry-point group ``prf.adapters``): ``ds.loader(..., output="keras")``
+yields batches of the Keras backend's tensors (``keras.ops.convert_to_tensor``). Importing it sets no
+environment variable: choose the backend with ``KERAS_BACKEND`` before importing Keras, as Keras says.
 """
 
 from __future__ import annotations
@@ -29,24 +33,15 @@ except ImportError as e:  # pragma: no cover - exercised only without keras
 if int(keras.__version__.split(".")[0]) < 3:  # pragma: no cover
     raise ImportError(f"prf.keras needs Keras 3 (found {keras.__version__}): pip install 'prf[keras]'")
 
-import weakref
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
 import prf as _prf
-from prf.loading._batches import EpochBatches
+from prf.loading import ConvertedLoader, Loader
 
 Selection = Union[str, Sequence[str], Mapping[str, str], None]
-
-
-def _open(source: Any, open_kwargs: dict[str, Any] | None) -> _prf.Dataset:
-    if isinstance(source, _prf.Dataset):
-        if open_kwargs:
-            raise TypeError("open_kwargs are only accepted with a path or repo id")
-        return source
-    return _prf.open_dataset(source, **(open_kwargs or {}))
 
 
 def _pick(batch: dict[str, Any], sel: Selection) -> Any:
@@ -80,34 +75,33 @@ class PyDataset(keras.utils.PyDataset):
     """A ``keras.utils.PyDataset`` of prf batches (any Keras 3 backend).
 
     Args:
-        source: a dataset folder / Hub repo id (opened with ``open_kwargs``), or a :class:`prf.Dataset`.
+        source: a dataset folder / Hub repo id / URL (opened with ``open_kwargs``), or a
+            :class:`prf.Dataset` (see :func:`prf.as_dataset`).
         batch_size: samples per batch.
         inputs, targets: what a batch is (module docstring); both ``None``: the prf batch dict.
-        shuffle, seed, drop_last, sampler, rank, world_size: as :class:`prf.Loader`.
         epoch: the epoch ``self[k]`` reads; :meth:`on_epoch_end` adds one.
         workers, use_multiprocessing, max_queue_size: Keras's ``PyDataset`` options.
-        **loader_kwargs: further :class:`prf.Loader` options (e.g. per-batch transforms), applied as
-            the loader applies them.
+        **loader_kwargs: :meth:`prf.Dataset.loader` options (``shuffle``, ``seed``, ``drop_last``,
+            ``sampler``, ``rank``, ``world_size``, ``transform``, ``normalize``, ...), applied as the
+            loader applies them.
 
     ``self[k]`` is batch ``k`` of ``ds.loader(batch_size, ...)`` at epoch :attr:`epoch` (arrays
-    ``[B, ...]``, NumPy); ``len(self)`` batches per epoch. To resume mid-epoch, :meth:`set_epoch` and
-    start reading at the first undelivered ``k``.
+    ``[B, ...]``, NumPy; :meth:`prf.Loader.batch`); ``len(self)`` batches per epoch. To resume
+    mid-epoch, :meth:`set_epoch` and start reading at the first undelivered ``k``.
 
     Raises:
         IndexError: ``k`` outside ``0 .. len(self) - 1``.
+        KeyError: ``inputs``/``targets`` name keys the batches do not have.
     """
 
     def __init__(self, source: str | Path | _prf.Dataset, batch_size: int = 1, *, inputs: Selection = None,
-                 targets: Selection = None, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
-                 sampler: Any = None, rank: int | None = None, world_size: int | None = None, epoch: int = 0,
-                 open_kwargs: dict[str, Any] | None = None, workers: int = 1, use_multiprocessing: bool = False,
-                 max_queue_size: int = 10, **loader_kwargs: Any):
+                 targets: Selection = None, epoch: int = 0, open_kwargs: dict[str, Any] | None = None,
+                 workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10,
+                 **loader_kwargs: Any):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
-        ds = _open(source, open_kwargs)
-        loader = ds.loader(batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, sampler=sampler,
-                           rank=rank, world_size=world_size, **loader_kwargs)
-        self._batches = EpochBatches(loader)
-        keys = list(_sample_spec(loader))
+        ds = _prf.as_dataset(source, **(open_kwargs or {}))
+        self._loader = ds.loader(batch_size, **loader_kwargs)
+        keys = list(_sample_spec(ds, loader_kwargs))
         _check_selection(keys, inputs, "inputs")
         _check_selection(keys, targets, "targets")
         self.inputs, self.targets = inputs, targets
@@ -115,16 +109,16 @@ class PyDataset(keras.utils.PyDataset):
 
     @property
     def dataset(self) -> _prf.Dataset:
-        return self._batches.dataset
+        return self._loader.dataset
 
     def __len__(self) -> int:
-        return len(self._batches)
+        return len(self._loader)
 
     def __getitem__(self, index: int) -> Any:
-        n = len(self._batches)
+        n = len(self._loader)
         if not 0 <= int(index) < n:
             raise IndexError(f"batch {index} out of range: {n} batches per epoch")
-        return split_batch(self._batches.load(self.epoch, int(index)), self.inputs, self.targets)
+        return split_batch(self._loader.batch(self.epoch, int(index)), self.inputs, self.targets)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -134,25 +128,23 @@ class PyDataset(keras.utils.PyDataset):
         self.epoch += 1
 
     def __repr__(self) -> str:
-        return f"prf.keras.PyDataset({self._batches.loader!r}, epoch={self.epoch})"
+        return f"prf.keras.PyDataset({self._loader!r}, epoch={self.epoch})"
 
 
-_SPECS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+# loader options that do not change what one sample looks like (left out of the one-sample loader)
+_NOT_SHAPE = ("drop_last", "num_workers", "prefetch", "decode_window")
 
 
-def _sample_spec(loader: Any) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Per key of the loader's batches: one sample's shape and the dtype, from a one-sample batch
-    assembled as the loader assembles batches (so its per-batch transforms are accounted for)."""
-    cached = _SPECS.get(loader)
-    if cached is None:
-        one = loader._load(0, 0, np.array([0], dtype=np.int64))
-        cached = {k: ((), np.dtype(object)) if k == "task" else (tuple(v.shape[1:]), v.dtype) for k, v in one.items()}
-        _SPECS[loader] = cached
-    return cached
+def _sample_spec(ds: _prf.Dataset, loader_kwargs: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Per key of the batches of ``ds.loader(..., **loader_kwargs)``: one sample's shape and the
+    dtype, from the first batch of the same loader with ``batch_size=1`` (so per-batch transforms and
+    normalization are accounted for)."""
+    one = ds.loader(1, **{k: v for k, v in loader_kwargs.items() if k not in _NOT_SHAPE}).batch(0, 0)
+    return {k: ((), np.dtype(object)) if k == "task" else (tuple(v.shape[1:]), v.dtype) for k, v in one.items()}
 
 
 def output_signature(source: Any, batch_size: int, *, inputs: Selection = None, targets: Selection = None,
-                     drop_last: bool = False, **loader_kwargs: Any) -> Any:
+                     open_kwargs: dict[str, Any] | None = None, **loader_kwargs: Any) -> Any:
     """The exact ``tf.TensorSpec`` structure of :func:`to_tf_dataset`'s batches (same arguments).
 
     The batch axis is ``batch_size`` when every batch is full (``drop_last``, or the rank's sample
@@ -160,18 +152,19 @@ def output_signature(source: Any, batch_size: int, *, inputs: Selection = None, 
     """
     for only_tf_data in ("epoch", "num_epochs", "num_parallel_calls", "prefetch"):
         loader_kwargs.pop(only_tf_data, None)
-    ds = source if isinstance(source, _prf.Dataset) else _open(source, loader_kwargs.pop("open_kwargs", None))
-    return _signature(ds.loader(batch_size, drop_last=drop_last, **loader_kwargs), inputs, targets)
+    ds = _prf.as_dataset(source, **(open_kwargs or {}))
+    return _signature(ds, batch_size, loader_kwargs, inputs, targets)
 
 
-def _signature(loader: Any, inputs: Selection, targets: Selection) -> Any:
+def _signature(ds: _prf.Dataset, batch_size: int, loader_kwargs: dict[str, Any], inputs: Selection,
+               targets: Selection) -> Any:
     import tensorflow as tf
 
-    batch_size = loader.batch_size
+    loader = ds.loader(batch_size, **loader_kwargs)
     full = loader.drop_last or len(loader.sampler) % batch_size == 0
     b = batch_size if full else None
     spec: dict[str, Any] = {}
-    for k, (shape, dtype) in _sample_spec(loader).items():
+    for k, (shape, dtype) in _sample_spec(ds, loader_kwargs).items():
         tf_dtype = tf.string if k == "task" else tf.as_dtype(dtype)
         spec[k] = tf.TensorSpec((b, *shape), tf_dtype)
     return split_batch(spec, inputs, targets) if (inputs or targets) else spec
@@ -183,12 +176,6 @@ def to_tf_dataset(
     *,
     inputs: Selection = None,
     targets: Selection = None,
-    shuffle: bool = False,
-    seed: int = 0,
-    drop_last: bool = False,
-    sampler: Any = None,
-    rank: int | None = None,
-    world_size: int | None = None,
     epoch: int = 0,
     num_epochs: int | None = 1,
     num_parallel_calls: int | None = None,
@@ -199,27 +186,28 @@ def to_tf_dataset(
     """A ``tf.data.Dataset`` of prf batches.
 
     Args:
-        source, batch_size, inputs, targets, shuffle, seed, drop_last, sampler, rank, world_size:
-            as :class:`PyDataset`.
+        source, batch_size, inputs, targets, open_kwargs: as :class:`PyDataset`.
         epoch: the first epoch; ``num_epochs`` epochs follow, each in its own order (``None``: forever,
             then give ``model.fit`` a ``steps_per_epoch``).
         num_parallel_calls: batches decoded in parallel (default ``tf.data.AUTOTUNE``); the order stays
             prf's (``deterministic=True``).
         prefetch: batches prefetched (default ``tf.data.AUTOTUNE``; 0: none).
-        **loader_kwargs: further :class:`prf.Loader` options, applied as the loader applies them.
+        **loader_kwargs: :meth:`prf.Dataset.loader` options (``shuffle``, ``seed``, ``drop_last``,
+            ``sampler``, ``rank``, ``world_size``, transforms, ...), applied as the loader applies them.
 
     Returns:
         ``tf.data.Dataset`` whose ``element_spec`` is :func:`output_signature`: the prf batch dict, or
         ``(inputs, targets)``. Its iterators save and restore with ``tf.train.Checkpoint(iterator=it)``.
+
+    Raises:
+        KeyError: ``inputs``/``targets`` name keys the batches do not have.
     """
     import tensorflow as tf
 
-    ds = _open(source, open_kwargs)
-    loader = ds.loader(batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, sampler=sampler,
-                       rank=rank, world_size=world_size, **loader_kwargs)
-    batches = EpochBatches(loader)
-    nb = len(batches)
-    full_spec = _signature(loader, None, None)
+    ds = _prf.as_dataset(source, **(open_kwargs or {}))
+    loader = ds.loader(batch_size, **loader_kwargs)
+    nb = len(loader)
+    full_spec = _signature(ds, batch_size, loader_kwargs, None, None)
     keys = list(full_spec)
     _check_selection(keys, inputs, "inputs")
     _check_selection(keys, targets, "targets")
@@ -227,7 +215,7 @@ def to_tf_dataset(
 
     def load(i: np.int64) -> list[np.ndarray]:
         e, k = divmod(int(i), nb)
-        b = batches.load(first + e, k)
+        b = loader.batch(first + e, k)
         return [np.array([t.encode() for t in b[key]], dtype=object) if key == "task" else b[key] for key in keys]
 
     def to_element(i: Any) -> Any:
@@ -244,4 +232,17 @@ def to_tf_dataset(
     return out
 
 
-__all__ = ["PyDataset", "to_tf_dataset", "output_signature", "split_batch"]
+def convert_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """A NumPy batch's arrays as the Keras backend's tensors (``keras.ops.convert_to_tensor``);
+    ``task`` passes through. The adapter-plugin protocol's conversion (prf._plugins)."""
+    return {k: keras.ops.convert_to_tensor(v) if isinstance(v, np.ndarray) and v.dtype.kind in "biuf" else v
+            for k, v in batch.items()}
+
+
+def wrap_loader(inner: Loader) -> ConvertedLoader:
+    """A :class:`prf.Loader` whose batches are Keras backend tensors (:func:`convert_batch`); what
+    ``ds.loader(..., output="keras")`` returns."""
+    return ConvertedLoader(inner, convert_batch, "prf.keras.loader")
+
+
+__all__ = ["PyDataset", "to_tf_dataset", "output_signature", "split_batch", "convert_batch", "wrap_loader"]

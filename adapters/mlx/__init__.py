@@ -10,7 +10,9 @@ window; MLX's convolutions are channels-last too), ``float32``/``int64`` feature
 ``{key}_is_pad``; ``task`` stays a ``list[str]``. MLX runs on Apple silicon and, with the
 ``mlx[cpu]`` wheel, on Linux CPUs.
 
-Install with ``pip install prf[mlx]``.
+Install with ``pip install prf[mlx]`` (the monorepo bundles this adapter) or, over a core-only prf,
+``pip install ./adapters/mlx`` (the ``prf-mlx`` distribution). Registered as the ``mlx`` adapter plugin
+(entry-point group ``prf.adapters``): ``ds.loader(..., output="mlx")`` is :func:`wrap_loader`.
 """
 
 from __future__ import annotations
@@ -81,19 +83,13 @@ def loader(source: str | Path | _prf.Dataset, batch_size: int = 1, *, open_kwarg
         source: a dataset folder / Hub repo id (opened with ``open_kwargs``), or a :class:`prf.Dataset`.
         batch_size: samples per batch.
         open_kwargs: :func:`prf.open_dataset` options (``delta_timestamps``, ``episodes``, ...).
-        **loader_kwargs: :class:`prf.Loader` options (``shuffle``, ``seed``, ``drop_last``,
-            ``num_workers``, ``prefetch``, ``sampler``, ``rank``, ``world_size``).
+        **loader_kwargs: :meth:`prf.Dataset.loader` options (``shuffle``, ``seed``, ``drop_last``,
+            ``num_workers``, ``prefetch``, ``sampler``, ``rank``, ``world_size``, ``transform``, ...).
 
     Returns:
         a :class:`Loader`; ``for batch in it`` gives ``{key: mx.array [B, ...]}`` plus ``task``.
     """
-    if isinstance(source, _prf.Dataset):
-        if open_kwargs:
-            raise TypeError("open_kwargs are only accepted with a path or repo id")
-        ds = source
-    else:
-        ds = _prf.open_dataset(source, **(open_kwargs or {}))
-    return Loader(ds.loader(batch_size, **loader_kwargs))
+    return Loader(_prf.as_dataset(source, **(open_kwargs or {})).loader(batch_size, **loader_kwargs))
 
 
 class Loader(ConvertedLoader):
@@ -101,4 +97,10 @@ class Loader(ConvertedLoader):
 
     def __init__(self, inner: Any):
         super().__init__(inner, to_mlx, "prf.mlx.Loader")
-__all__ = ["loader", "Loader", "to_mlx", "zero_copy_supported"]
+
+
+# the adapter-plugin protocol (prf._plugins)
+convert_batch = to_mlx
+wrap_loader = Loader
+
+__all__ = ["loader", "Loader", "to_mlx", "zero_copy_supported", "convert_batch", "wrap_loader"]

@@ -11,7 +11,10 @@
   ``Sampler``; :class:`BatchIterableDataset`: batches sharded by rank and DataLoader worker. Both
   resume exactly under torchdata's ``StatefulDataLoader``.
 
-Install with ``pip install prf[torch]``.
+Install with ``pip install prf[torch]`` (the monorepo bundles this adapter) or, over a core-only prf,
+``pip install ./adapters/torch`` (the ``prf-torch`` distribution). Registered as the ``torch`` adapter
+plugin (entry-point group ``prf.adapters``: ``ds.loader(..., output="torch")``) and the ``prf demo``
+command (group ``prf.commands``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 
 import prf as _prf
-from prf.loading import ConvertedLoader
+from prf.loading import ConvertedLoader, Loader
 
 
 def to_torch(batch: dict[str, Any]) -> dict[str, Any]:
@@ -67,12 +70,7 @@ class Dataset(_tud.Dataset):
     """
 
     def __init__(self, source: str | Path | _prf.Dataset, **open_kwargs: Any):
-        if isinstance(source, _prf.Dataset):
-            if open_kwargs:
-                raise TypeError("open_kwargs are only accepted with a path or repo id")
-            self.dataset = source
-        else:
-            self.dataset = _prf.open_dataset(source, **open_kwargs)
+        self.dataset = _prf.as_dataset(source, **open_kwargs)
 
     @property
     def meta(self) -> _prf.DatasetMeta:
@@ -93,12 +91,21 @@ class Dataset(_tud.Dataset):
         return f"prf.torch.Dataset({self.dataset!r})"
 
 
+def wrap_loader(inner: Loader) -> ConvertedLoader:
+    """A :class:`prf.Loader` whose batches are tensors (:func:`to_torch`); length, epochs and state are
+    the loader's. What ``ds.loader(..., output="torch")`` returns."""
+    return ConvertedLoader(inner, to_torch, "prf.torch.loader")
+
+
 def loader(dataset: _prf.Dataset | Dataset, batch_size: int = 1, **kwargs: Any) -> Iterator[dict[str, Any]]:
-    """prf's threaded loader (:class:`prf.Loader`, same options) yielding batches of tensors."""
-    ds = dataset.dataset if isinstance(dataset, Dataset) else dataset
-    return ConvertedLoader(ds.loader(batch_size, **kwargs), to_torch, "prf.torch.loader")
+    """prf's threaded loader (:meth:`prf.Dataset.loader`, every option) yielding batches of tensors."""
+    return wrap_loader(_prf.as_dataset(dataset).loader(batch_size, **kwargs))
+
+
+convert_batch = to_torch  # the adapter-plugin protocol (prf._plugins)
 
 
 from ._stateful import BatchIterableDataset, TorchSampler  # noqa: E402
 
-__all__ = ["Dataset", "to_torch", "to_lerobot_images", "loader", "TorchSampler", "BatchIterableDataset"]
+__all__ = ["Dataset", "to_torch", "to_lerobot_images", "loader", "wrap_loader", "convert_batch", "TorchSampler",
+           "BatchIterableDataset"]

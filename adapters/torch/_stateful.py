@@ -81,33 +81,24 @@ class BatchIterableDataset(_tud.IterableDataset):
     """An ``IterableDataset`` of whole batches, sharded by rank and by DataLoader worker.
 
     Args:
-        source: a :class:`prf.Dataset`, or a dataset folder / Hub repo id (then ``open_kwargs`` go to
-            :func:`prf.open_dataset`).
+        source: a :class:`prf.Dataset`, or a dataset folder / Hub repo id / URL (opened with
+            ``open_kwargs``, see :func:`prf.as_dataset`).
         batch_size: samples per batch.
-        shuffle, seed, drop_last, sampler, rank, world_size, normalize, stats, transform: as
-            :class:`prf.Loader` (rank/world_size default to ``torch.distributed`` when initialised,
-            else ``RANK``/``WORLD_SIZE``).
+        open_kwargs: :func:`prf.open_dataset` options (only with a path).
+        **loader_kwargs: :meth:`prf.Dataset.loader` options (``shuffle``, ``seed``, ``drop_last``,
+            ``sampler``, ``rank``, ``world_size``, ``normalize``, ``stats``, ``transform``, ...);
+            rank/world_size default to ``torch.distributed`` when initialised, else
+            ``RANK``/``WORLD_SIZE``. Batches are assembled in the DataLoader's workers
+            (:meth:`prf.Loader.batch`), so the loader's own ``num_workers`` is unused.
 
     Use with ``torch.utils.data.DataLoader(ds, batch_size=None, num_workers=W)`` or torchdata's
     ``StatefulDataLoader`` (same arguments). Each item is a batch dict of tensors
     (``torch.from_numpy``; cameras ``uint8 [B, H, W, C]``, ``task`` a list of str).
     """
 
-    def __init__(self, source: str | Path | _prf.Dataset, batch_size: int, *, shuffle: bool = False,
-                 seed: int = 0, drop_last: bool = False, sampler: _PrfSampler | None = None,
-                 rank: int | None = None, world_size: int | None = None, normalize: Any = None,
-                 stats: Any = None, transform: Any = None, **open_kwargs: Any):
-        if isinstance(source, _prf.Dataset):
-            if open_kwargs:
-                raise TypeError("open_kwargs are only accepted with a path or repo id")
-            dataset = source
-        else:
-            dataset = _prf.open_dataset(source, **open_kwargs)
-        self.loader = _prf.Loader(
-            dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, num_workers=0,
-            sampler=sampler, rank=rank, world_size=world_size, normalize=normalize, stats=stats,
-            transform=transform,
-        )
+    def __init__(self, source: str | Path | _prf.Dataset, batch_size: int, *,
+                 open_kwargs: dict[str, Any] | None = None, **loader_kwargs: Any):
+        self.loader = _prf.as_dataset(source, **(open_kwargs or {})).loader(batch_size, **loader_kwargs)
 
     @property
     def dataset(self) -> _prf.Dataset:
@@ -157,8 +148,8 @@ class _BatchIterator:
         self.next = 0  # position in self.batch_nos
 
     def _plan(self) -> None:
-        self.batches = self.owner.loader.batch_indices(self.epoch)
-        self.batch_nos = list(range(self.worker, len(self.batches), self.workers))
+        n = len(self.owner.loader.batch_indices(self.epoch))
+        self.batch_nos = list(range(self.worker, n, self.workers))
 
     def __iter__(self) -> "_BatchIterator":
         return self
@@ -169,7 +160,7 @@ class _BatchIterator:
         if self.next >= len(self.batch_nos):
             raise StopIteration
         b = self.batch_nos[self.next]
-        batch = self.owner.loader._load(self.epoch, b, self.batches[b])
+        batch = self.owner.loader.batch(self.epoch, b)
         self.next += 1
         return to_torch(batch)
 

@@ -50,18 +50,16 @@ def default_demo_root() -> Path:
 
 
 def _ensure_demo_dataset(progress: bool) -> Path:
-    from prf._demo_data import make_demo_dataset
-
     root = default_demo_root()
     if not (root / "meta" / "info.json").is_file():
         root.parent.mkdir(parents=True, exist_ok=True)
         print(f"writing a synthetic LeRobot v3.0 dataset to {root}", file=sys.stderr)
-        make_demo_dataset(root, progress=progress)
+        prf.make_demo_dataset(root, progress=progress)
     return root
 
 
 def _open(source: str | Path, camera: str | None) -> prf.Dataset:
-    meta = prf.DatasetMeta(prf._open.resolve_source(source))
+    meta = prf.DatasetMeta(prf.resolve_source(source))
     cams = meta.camera_keys
     if not cams:
         raise DatasetError(f"{meta.root}: the demo needs a dataset with a camera (video or image feature); it has none")

@@ -513,7 +513,7 @@ def _write_metadata(tmp: Path, log: RawLog, report: ConversionReport, result: di
                     wanted: list[str] | None, start: int | None, end: int | None) -> None:
     import pyarrow.parquet as pq
 
-    from .. import __version__
+    from .._version import __version__
 
     topics: dict[str, Any] = {}
     for name, rep in report.topics.items():

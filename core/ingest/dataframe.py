@@ -312,7 +312,7 @@ class RoboticsDataFrame:
         Raises:
             LogError: ``directory`` exists and ``overwrite`` is false.
         """
-        from .. import __version__
+        from .._version import __version__
         from .convert import FORMAT_NAME, FORMAT_VERSION, METADATA_FILE, STATS_FILE, topic_file_name
 
         out = Path(directory)

@@ -213,6 +213,22 @@ class Loader:
 
         return [pool.submit(finish, b, p, sh, a) for (b, _), p, sh, a in zip(items, plans, shapes, arrays)]
 
+    def batch(self, epoch: int, batch_no: int) -> dict[str, Any]:
+        """Batch ``batch_no`` of ``epoch`` as iterating that epoch delivers it (the same samples, the
+        same per-batch transform randomness), assembled on its own in the calling thread; for adapters
+        whose framework asks for batches by index (Keras, tf.data, Grain, torch workers). Thread-safe;
+        each epoch's order is computed once (two epochs are kept).
+
+        Raises:
+            IndexError: ``batch_no`` is not in ``0 .. len(self.batch_indices(epoch)) - 1``.
+        """
+        from ._batches import EpochBatches
+
+        by_index = self.__dict__.get("_by_index")
+        if by_index is None:
+            by_index = self.__dict__.setdefault("_by_index", EpochBatches(self))
+        return self._load(int(epoch), int(batch_no), by_index.indices(int(epoch), int(batch_no)))
+
     def _load(self, epoch: int, batch_no: int, indices: np.ndarray) -> dict[str, Any]:
         """Assemble batch ``batch_no`` of ``epoch`` on its own (no window); used by adapters whose
         framework runs its own workers."""
