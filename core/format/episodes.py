@@ -139,6 +139,12 @@ class Episodes(Mapping):
 
 
 # ---- loading -----------------------------------------------------------------------------------------
+def _np(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    from .tables import to_numpy
+
+    return to_numpy(col)
+
+
 def _int_column(table: pa.Table, name: str, where: Path) -> np.ndarray:
     if name not in table.column_names:
         raise MetadataError(f"{where}: the episodes table has no column {name!r} (columns: {table.column_names[:12]})")
@@ -147,7 +153,7 @@ def _int_column(table: pa.Table, name: str, where: Path) -> np.ndarray:
         raise MetadataError(f"{where}: column {name!r} has {col.null_count} null value(s)")
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         raise MetadataError(f"{where}: column {name!r} has type {col.type}, expected integers")
-    arr = col.to_numpy()
+    arr = _np(col)
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             raise MetadataError(f"{where}: column {name!r} holds non-integer values")
@@ -162,7 +168,7 @@ def _float_column(table: pa.Table, name: str, where: Path) -> np.ndarray:
         raise MetadataError(f"{where}: column {name!r} has {col.null_count} null value(s)")
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         raise MetadataError(f"{where}: column {name!r} has type {col.type}, expected numbers")
-    arr = col.to_numpy().astype(np.float64)
+    arr = _np(col).astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise MetadataError(f"{where}: column {name!r} holds NaN or infinite values")
     return arr
@@ -173,10 +179,11 @@ def _files_from_pairs(chunk: np.ndarray, file: np.ndarray, template: Any, root: 
     """Unique ``(chunk_index, file_index)`` pairs -> filled templates (checked safe), and each row's one."""
     if len(chunk) and (chunk.min() < 0 or file.min() < 0):
         raise MetadataError(f"{root / 'meta' / 'episodes'}: negative {what} chunk/file index")
-    pairs = np.stack([chunk, file], axis=1) if len(chunk) else np.zeros((0, 2), np.int64)
-    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    if len(chunk) and (chunk.max() >= 2**31 or file.max() >= 2**31):
+        raise MetadataError(f"{root / 'meta' / 'episodes'}: {what} chunk/file index out of range")
+    uniq, inverse = np.unique((chunk << 32) | file, return_inverse=True)
     paths = []
-    for c, f in uniq.tolist():
+    for c, f in zip((uniq >> 32).tolist(), (uniq & 0xFFFFFFFF).tolist()):
         rel = format_template(template, root, what, chunk_index=int(c), file_index=int(f), **extra)
         safe_join(root, rel, what)
         paths.append(rel)
@@ -211,8 +218,9 @@ def load_episodes_v3(root: Path, info: Mapping[str, Any], video_keys: Sequence[s
     tables = []
     for f in files:
         try:
-            names = pq.read_schema(f).names
-            tables.append(pq.read_table(f, columns=[c for c in wanted if c in names]))
+            pf = pq.ParquetFile(f)
+            names = pf.schema_arrow.names
+            tables.append(pf.read(columns=[c for c in wanted if c in names]))
         except (pa.ArrowException, OSError) as e:
             raise DataFileError(f"{f}: cannot be read as parquet ({e})") from None
     try:

@@ -287,7 +287,7 @@ def _parse_features(raw: Any, path: Path) -> dict[str, Feature]:
 def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
     """Read a parquet file, turning any failure into a :class:`DataFileError` naming the file."""
     try:
-        return pq.read_table(path, columns=columns)
+        return pq.ParquetFile(path).read(columns=columns)  # (pq.read_table imports pandas: 0.5 s)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:

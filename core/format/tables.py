@@ -90,6 +90,31 @@ def cache_root() -> Path:
     return Path(os.environ.get("PRF_CACHE", Path.home() / ".cache" / "prf")) / "arrow"
 
 
+# ---- Arrow -> NumPy -----------------------------------------------------------------------------------
+_NP_OF = {pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64, pa.uint8(): np.uint8,
+          pa.uint16(): np.uint16, pa.uint32(): np.uint32, pa.uint64(): np.uint64, pa.float16(): np.float16,
+          pa.float32(): np.float32, pa.float64(): np.float64}
+
+
+def to_numpy(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An Arrow column as NumPy: a zero-copy view for null-free numbers, else a copy.
+
+    (pyarrow's own ``to_numpy`` imports pandas on first use, half a second of every open.)"""
+    arr = _one_chunk(arr)
+    t = arr.type
+    dt = _NP_OF.get(t)
+    if dt is not None and arr.null_count == 0:
+        if len(arr) == 0:
+            return np.zeros(0, dt)
+        return np.frombuffer(arr.buffers()[1], dtype=dt, count=len(arr), offset=arr.offset * np.dtype(dt).itemsize)
+    if pa.types.is_boolean(t) and arr.null_count == 0:
+        if len(arr) == 0:
+            return np.zeros(0, bool)
+        bits = np.unpackbits(np.frombuffer(arr.buffers()[1], np.uint8), bitorder="little")
+        return bits[arr.offset:arr.offset + len(arr)].astype(bool)
+    return arr.to_numpy(zero_copy_only=False)
+
+
 # ---- schema --------------------------------------------------------------------------------------------
 def _is_list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
@@ -174,7 +199,7 @@ def _convert(arr: pa.Array, spec: ColumnSpec, path: Path) -> pa.Array:
     values = arr
     per_row = 1
     while _is_list(values.type):
-        lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False) if len(values) else np.zeros(0, np.int64)
+        lengths = to_numpy(pc.list_value_length(values)) if len(values) else np.zeros(0, np.int64)
         if lengths.size and lengths.min() != lengths.max():
             j = int(np.argmax(lengths != lengths[0]))
             raise SchemaError(f"{path}: column {key!r} has lists of different lengths ({int(lengths[0])} and "
@@ -208,7 +233,7 @@ def _convert_image(arr: pa.Array, key: str, path: Path) -> pa.Array:
     sizes = pc.binary_length(arr)
     empty = pc.or_kleene(pc.is_null(sizes), pc.equal(sizes, 0))
     if pc.any(empty).as_py():
-        row = int(np.argmax(empty.to_numpy(zero_copy_only=False)))
+        row = int(np.argmax(to_numpy(empty)))
         raise DataFileError(f"{path}: camera {key!r}: row {row} has no embedded image bytes (images stored as "
                             f"separate files are not supported)")
     return arr.cast(pa.large_binary())
@@ -259,7 +284,7 @@ def _numpy_view(arr: pa.Array, spec: ColumnSpec, rows: int) -> np.ndarray:
         return np.asarray(arr.to_pylist(), dtype=object)
     listed = pa.types.is_fixed_size_list(arr.type)
     values = arr.flatten() if listed else arr
-    out = values.to_numpy(zero_copy_only=True)
+    out = to_numpy(values)
     if spec.dtype == "bool":
         out = out.view(np.bool_)
     if not listed:
@@ -326,7 +351,7 @@ def _episode_column(pf: pq.ParquetFile, path: Path, row_groups: list[int] | None
     col = t.column(0)
     if col.null_count:
         raise DataFileError(f"{path}: column 'episode_index' has {col.null_count} null value(s)")
-    return col.to_numpy().astype(np.int64, copy=False)
+    return to_numpy(col).astype(np.int64, copy=False)
 
 
 def _row_groups_with(pf: pq.ParquetFile, episodes: np.ndarray) -> list[int]:
@@ -368,7 +393,7 @@ def read_in_memory(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequ
 
 
 def _episode_column_of(t: pa.Table) -> np.ndarray:
-    return _one_chunk(t.column("episode_index")).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return to_numpy(t.column("episode_index")).astype(np.int64, copy=False)
 
 
 def _cache_key(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]) -> tuple[str, str]:
@@ -467,6 +492,7 @@ def _build_cache(path: Path, cp: Path, key: str, specs: Mapping[str, ColumnSpec]
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    pa.default_memory_pool().release_unused()  # hand the build's buffers back to the OS
     prefix = cp.name.split("-")[0] + "-"
     for old in cp.parent.glob(prefix + "*.arrow"):  # entries of older versions of this file
         if old != cp:
