@@ -426,16 +426,25 @@ class _Loc:
 
 
 def _cache_mode() -> str:
+    """``PRF_ARROW_CACHE``: ``auto`` (default), ``always`` or ``never`` (see :class:`_Rows`)."""
     mode = os.environ.get("PRF_ARROW_CACHE", "auto")
     return mode if mode in ("auto", "always", "never") else "auto"
 
 
-#: ``PRF_ARROW_CACHE=auto``: selections whose non-camera columns take more than this (MiB) are read
-#: through the memory-mapped Arrow cache; smaller ones into memory. Image columns always go to the cache.
-ARROW_CACHE_MIN_MB = float(os.environ.get("PRF_ARROW_CACHE_MIN_MB", 64))
-#: v2.x per-episode tables are read on first use and kept up to this many MiB (least recently used
-#: dropped first, read again when needed).
-V2_TABLES_MB = float(os.environ.get("PRF_V2_TABLES_MB", 1024))
+def _env_mb(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+#: ``PRF_ARROW_CACHE=auto``: selections whose non-camera columns take more than this many MiB
+#: (``PRF_ARROW_CACHE_MIN_MB``) are read through the memory-mapped Arrow cache, smaller ones into
+#: memory. Image columns always go to the cache.
+ARROW_CACHE_MIN_MB = 64.0
+#: v2.x per-episode tables are read on first use and kept up to this many MiB (``PRF_V2_TABLES_MB``;
+#: least recently used dropped first, read again when needed).
+V2_TABLES_MB = 1024.0
 
 
 class _Rows:
@@ -483,7 +492,8 @@ class _Rows:
             return
         mode = _cache_mode()
         if mode == "auto":
-            big = estimated_bytes(self.specs, int(lengths.sum())) > ARROW_CACHE_MIN_MB * 2**20
+            limit = _env_mb("PRF_ARROW_CACHE_MIN_MB", ARROW_CACHE_MIN_MB) * 2**20
+            big = estimated_bytes(self.specs, int(lengths.sum())) > limit
             mode = "always" if (big or self.image_keys) else "never"
         self.mode = "cache" if mode == "always" else "memory"
         self._open_v3()
@@ -541,7 +551,7 @@ class _Rows:
         size = piece.nbytes()
         self._lru[o] = size
         self._lru_bytes += size
-        while self._lru_bytes > V2_TABLES_MB * 2**20 and len(self._lru) > 1:
+        while self._lru_bytes > _env_mb("PRF_V2_TABLES_MB", V2_TABLES_MB) * 2**20 and len(self._lru) > 1:
             old, sz = self._lru.popitem(last=False)
             self.pieces[old] = None
             self._lru_bytes -= sz
