@@ -181,8 +181,7 @@ class Dataset:
 
     def episode_of(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
         """``int64``: the ordinal (into :attr:`episodes`) of the episode of each position (same shape)."""
-        pos = np.asarray(positions, dtype=np.int64)
-        return np.searchsorted(self._ep_start, pos, side="right") - 1
+        return self._ep_start.searchsorted(np.asarray(positions, dtype=np.int64), side="right") - 1
 
     def column(self, key: str) -> np.ndarray:
         """A non-camera feature for every frame of the selection (no windows): ``[N, ...]`` in its
@@ -224,8 +223,11 @@ class Dataset:
             VideoError: a video file cannot be indexed.
         """
         pos = np.asarray(indices, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if pos.size and (pos.min() < 0 or pos.max() >= n):
+        n = self._n
+        if pos.size == 1:
+            if not 0 <= int(pos[0]) < n:
+                raise IndexError(f"indices out of range for a dataset of {n} frames")
+        elif pos.size and (pos.min() < 0 or pos.max() >= n):
             raise IndexError(f"indices out of range for a dataset of {n} frames")
         ep = self.episode_of(pos)
         start = self._ep_start[ep]
@@ -345,7 +347,8 @@ class Dataset:
     # ---- decoding -------------------------------------------------------------------------------
     def _locate(self, ep: np.ndarray, pos: np.ndarray) -> "_Loc":
         """Where positions ``pos`` (any shape; ``ep`` their episode ordinals, broadcastable) are stored."""
-        ep = np.broadcast_to(ep, pos.shape)
+        if ep.shape != pos.shape:
+            ep = np.broadcast_to(ep, pos.shape)
         return self._rows.locate(ep, pos - self._ep_start[ep])
 
     def _gather(self, key: str, loc: "_Loc") -> np.ndarray:
@@ -558,12 +561,12 @@ class _Rows:
         return piece
 
     def locate(self, ep: np.ndarray, frame: np.ndarray) -> _Loc:
-        pid = self.ep_piece[ep]
         rows = self.ep_row[ep] + frame
         if len(self.pieces) == 1:
             return _Loc(0, rows, None)
+        pid = self.ep_piece[ep]
         flat = pid.reshape(-1)
-        if flat.size and (flat == flat[0]).all():
+        if flat.size == 1 or (flat.size and (flat == flat[0]).all()):
             return _Loc(int(flat[0]), rows, None)
         order = np.argsort(flat, kind="stable")
         ids, first = np.unique(flat[order], return_index=True)
