@@ -44,7 +44,7 @@ def main() -> None:
         res["import_s"] = time.perf_counter() - t0
         res["rss_import_mb"] = rss_mb()
         t0 = time.perf_counter()
-        ds = prf.open_dataset(a.root, delta_timestamps=dts, backend=a.backend or "auto")
+        ds = prf.open_dataset(a.root, delta_timestamps=dts, **({"backend": a.backend} if a.backend else {}))
     else:
         import torch
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
