@@ -72,6 +72,7 @@ def load() -> str:
 def bench(name: str, root: Path, spec: dict, args, work: Path) -> dict:
     out: dict = {"dataset": name, "frames": spec["frames"], "delta_timestamps": spec["dts"], "runs": {}}
     impls = [("prf", sys.executable)] + ([("lerobot", args.lerobot_python)] if args.lerobot_python else [])
+    impls = [(i, py) for i, py in impls if i in args.libs.split(",")]
     for impl, py in impls:
         cache = work / f"{impl}-{name}"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PRF_CACHE": str(cache), "HF_DATASETS_CACHE": str(cache / "hf"),
@@ -80,6 +81,8 @@ def bench(name: str, root: Path, spec: dict, args, work: Path) -> dict:
                 "--delta-timestamps", json.dumps(spec["dts"])]
         if impl == "prf" and args.prf_backend:
             base += ["--backend", args.prf_backend]
+        if impl == "lerobot" and args.lerobot_backend:
+            base += ["--backend", args.lerobot_backend]
         shutil.rmtree(cache, ignore_errors=True)
         dropped = drop_caches() if not args.no_drop_caches else False
         cold = run(base + ["--open-only"], env, args.timeout)
@@ -121,6 +124,9 @@ def main() -> None:
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--data-dir", default=None, help="where generated datasets are cached (default $PRF_BENCH_DATA)")
     ap.add_argument("--prf-backend", default=None, help="prf decode backend (default auto)")
+    ap.add_argument("--lerobot-backend", default="pyav",
+                    help="LeRobot's video_backend (default pyav: its torchcodec fails on these AV1 shards here)")
+    ap.add_argument("--libs", default="prf,lerobot")
     ap.add_argument("--no-drop-caches", action="store_true")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--out", default=None)
