@@ -67,7 +67,6 @@ def test_samples_through_the_cache_equal_the_parquet(tmp_path, arrow_cache):
     root = generate_nocam(tmp_path / "ds", 30_000, mean_length=100, dim=5, rows_per_file=7_000, row_group_size=1000)
     ds = prf.open_dataset(root, delta_timestamps={"action": [i / 30 for i in range(8)]})
     assert ds._rows.mode == "cache" and len(ds._rows.pieces) > 1
-    ref = pq.ParquetFile(next(iter(sorted((root / "data").rglob("*.parquet"))))).read()  # noqa: F841
     full = pa.concat_tables([pq.read_table(p) for p in sorted((root / "data").rglob("*.parquet"))])
     state = np.asarray(full.column("observation.state").to_pylist(), np.float32)
     action = np.asarray(full.column("action").to_pylist(), np.float32)
