@@ -24,9 +24,7 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 def _needed_files(meta: DatasetMeta, episodes: list[int] | None, cameras: list[str] | None) -> list[str]:
     """Relative paths of the data and video files of ``episodes`` (default: all) and ``cameras``."""
-    selected = list(meta.episodes) if episodes is None else episodes
-    return sorted({p.relative_to(meta.root).as_posix() for e in selected if e in meta.episodes
-                   for p in meta.episode_files(e, cameras)})
+    return meta.files_of(episodes, cameras)
 
 
 def remote_cache_dir() -> Path:

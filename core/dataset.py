@@ -1,6 +1,9 @@
 """The map-style Dataset: index -> sample dict, exactly as LeRobot's ``LeRobotDataset.__getitem__``.
 
-Non-camera features come from the episode parquet files (loaded once, as NumPy columns). Camera frames
+Non-camera features stay in Arrow (:mod:`prf.format.tables`: memory-mapped from an Arrow cache of the
+data files, or read into memory for small selections; v2.x episode files on first use) and each batch
+gathers only its rows; per-episode arrays (start, length, file, ``from_timestamp``) are all that is
+built at open, so memory after open grows with the number of episodes, not frames. Camera frames
 are decoded at ``from_timestamp + timestamp`` of the (clamped) window rows, the frame chosen by nearest
 pts and checked against ``tolerance_s``. :meth:`Dataset.get_batch` assembles many samples at once and
 decodes each video file's requests in one sorted pass.
@@ -10,16 +13,19 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .decode import DecodeBackend, get_backend
 from .errors import DataFileError, DatasetError, TimestampError
-from .format import INDEX_KEYS, DatasetMeta, read_parquet
+from .format import INDEX_KEYS, DatasetMeta
+from .format.tables import ColumnSpec, Piece, column_specs, estimated_bytes, locate_episodes, open_cached, read_in_memory
 from .loading.plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
 from .image import decode_image
 from .windows import delta_indices, window_rows
@@ -95,77 +101,50 @@ class Dataset:
         return [c for c in self.cameras if not self.meta.features[c].is_video]
 
     def _select_episodes(self, episodes: Iterable[int] | None) -> list[int]:
+        table = self.meta.episode_table
         if episodes is None:
-            return list(self.meta.episodes)
-        chosen = sorted({int(e) for e in episodes})
-        unknown = [e for e in chosen if e not in self.meta.episodes]
-        if unknown:
+            return table.index.tolist()
+        chosen = np.unique(np.asarray([int(e) for e in episodes], dtype=np.int64))
+        unknown = chosen[table.ordinals(chosen) < 0]
+        if unknown.size:
             raise DatasetError(
-                f"{self.meta.root}: episode(s) {unknown} are not in the episodes table "
-                f"(episodes {min(self.meta.episodes)}..{max(self.meta.episodes)})"
+                f"{self.meta.root}: episode(s) {unknown[:20].tolist()} are not in the episodes table "
+                f"(episodes {int(table.index[0])}..{int(table.index[-1])})"
             )
-        if not chosen:
+        if not chosen.size:
             raise DatasetError(f"{self.meta.root}: episodes= selects no episode")
-        return chosen
+        return chosen.tolist()
 
     def _load_rows(self) -> None:
+        """Per-episode arrays of the selection (vectorised from the episodes table) and where each
+        episode's rows are (:class:`_Rows`); no per-frame array is built."""
         meta = self.meta
-        data_keys = [k for k, f in meta.features.items() if not f.is_camera]
-        for k in INDEX_KEYS:
-            if k not in data_keys:
-                data_keys.append(k)
-        image_keys = self.image_cameras
-        by_file: dict[str, list[int]] = {}
-        for e in self.episodes:
-            by_file.setdefault(meta.episodes[e].data_path, []).append(e)
-        pieces: dict[int, dict[str, np.ndarray]] = {}
-        for rel, eps in by_file.items():
-            path = meta.path(rel)
-            table = read_parquet(path)
-            missing = [k for k in data_keys + image_keys if k not in table.column_names]
-            if missing:
-                raise DataFileError(f"{path}: declared feature column(s) {missing} are missing")
-            table = table.select(data_keys + image_keys)  # undeclared columns are dropped, as LeRobot does
-            ep_col = table.column("episode_index").to_numpy()
-            for e in eps:
-                rows = np.flatnonzero(ep_col == e)
-                want = meta.episodes[e].length
-                if rows.size != want:
-                    raise DataFileError(
-                        f"{path}: episode {e} has {rows.size} rows, the episodes table says {want}"
-                    )
-                if rows.size and rows[-1] - rows[0] + 1 != rows.size:
-                    raise DataFileError(f"{path}: the rows of episode {e} are not contiguous")
-                sub = table.slice(int(rows[0]), int(rows.size)) if rows.size else table.slice(0, 0)
-                pieces[e] = {k: _column_to_numpy(sub.column(k), k, meta.features.get(k), path) for k in data_keys}
-                pieces[e].update({k: _image_bytes(sub.column(k), k, path, e) for k in image_keys})
-        self._columns: dict[str, np.ndarray] = {
-            k: np.concatenate([pieces[e][k] for e in self.episodes]) for k in data_keys
-        }
-        # image cameras: the encoded bytes of every row (decoded when a batch asks for them)
-        self._image_rows: dict[str, np.ndarray] = {
-            k: np.concatenate([pieces[e][k] for e in self.episodes]) for k in image_keys
-        }
-        lengths = np.array([meta.episodes[e].length for e in self.episodes], dtype=np.int64)
+        table = meta.episode_table
+        ords = table.ordinals(self.episodes)
+        lengths = table.length[ords].astype(np.int64)
         self._ep_length = lengths
         self._ep_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        self._row_episode = np.repeat(np.arange(len(self.episodes), dtype=np.int64), lengths)
+        self._n = int(lengths.sum())
+        self._row_episode_cache: np.ndarray | None = None
+        self._specs = column_specs(meta.features, INDEX_KEYS)
+        self._rows = _Rows(meta, ords, lengths, self._specs, self.image_cameras)
         # per camera: its video files, and per selected episode the file it lives in + from_timestamp
         self._video_files: dict[str, list[str]] = {}
         self._video_file_of: dict[str, np.ndarray] = {}
+        self._from_ts: dict[str, np.ndarray] = {}
         for c in self.video_cameras:
-            paths = [str(meta.path(meta.episodes[e].videos[c].path)) for e in self.episodes]
-            files = sorted(set(paths))
-            self._video_files[c] = files
-            self._video_file_of[c] = np.array([files.index(p) for p in paths], dtype=np.int64)
-        self._from_ts = {
-            c: np.array([meta.episodes[e].videos[c].from_timestamp for e in self.episodes], dtype=np.float64)
-            for c in self.video_cameras
-        }
+            ids, inverse = np.unique(table.video_file[c][ords], return_inverse=True)
+            paths = [str(meta.path(table.video_files[c][i])) for i in ids.tolist()]
+            order = np.argsort(paths, kind="stable")  # files in path order
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            self._video_files[c] = [paths[i] for i in order.tolist()]
+            self._video_file_of[c] = rank[inverse.reshape(-1)]
+            self._from_ts[c] = table.from_timestamp[c][ords].astype(np.float64)
 
     # ---- public API -----------------------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self._row_episode.shape[0])
+        return self._n
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         n = len(self)
@@ -192,12 +171,29 @@ class Dataset:
 
     @property
     def row_episode(self) -> np.ndarray:
-        """``int64 [N]`` ordinal (into :attr:`episodes`) of the episode of each position."""
-        return self._row_episode
+        """``int64 [N]`` ordinal (into :attr:`episodes`) of the episode of each position.
+
+        Built on first use and kept (8 bytes per frame); batches locate their episodes with
+        :meth:`episode_of` instead."""
+        if self._row_episode_cache is None:
+            self._row_episode_cache = np.repeat(np.arange(len(self.episodes), dtype=np.int64), self._ep_length)
+        return self._row_episode_cache
+
+    def episode_of(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``int64``: the ordinal (into :attr:`episodes`) of the episode of each position (same shape)."""
+        return self._ep_start.searchsorted(np.asarray(positions, dtype=np.int64), side="right") - 1
 
     def column(self, key: str) -> np.ndarray:
-        """A non-camera feature for every frame of the selection (no windows): ``[N, ...]``."""
-        return self._columns[key]
+        """A non-camera feature for every frame of the selection (no windows): ``[N, ...]`` in its
+        declared dtype; a new array, gathered from the Arrow tables at each call.
+
+        Raises:
+            KeyError: ``key`` is not a non-camera column of the dataset.
+        """
+        if key not in self._specs:
+            raise KeyError(f"{key!r} is not a non-camera column of {self.meta.root} (columns: {list(self._specs)})")
+        ep = np.repeat(np.arange(len(self.episodes), dtype=np.int64), self._ep_length)
+        return self._gather(key, self._locate(ep, np.arange(self._n, dtype=np.int64)))
 
     def get_batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, Any]:
         """Samples ``indices`` stacked along a leading batch axis.
@@ -227,10 +223,13 @@ class Dataset:
             VideoError: a video file cannot be indexed.
         """
         pos = np.asarray(indices, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if pos.size and (pos.min() < 0 or pos.max() >= n):
+        n = self._n
+        if pos.size == 1:
+            if not 0 <= int(pos[0]) < n:
+                raise IndexError(f"indices out of range for a dataset of {n} frames")
+        elif pos.size and (pos.min() < 0 or pos.max() >= n):
             raise IndexError(f"indices out of range for a dataset of {n} frames")
-        ep = self._row_episode[pos]
+        ep = self.episode_of(pos)
         start = self._ep_start[ep]
         length = self._ep_length[ep]
         frame = pos - start
@@ -242,17 +241,23 @@ class Dataset:
                 out[f"{key}_is_pad"] = pad
             else:
                 rows = pos[:, None]
-            if key in self._image_rows:
-                plan.images[key] = functools.partial(self._decode_images, key, rows, key in self.delta_indices)
+            if key not in self._video_files:
+                plan.images[key] = functools.partial(self._decode_images, key, ep, rows, key in self.delta_indices)
             else:
                 plan.cameras[key] = self._camera_request(key, ep, rows)
-        for key, col in self._columns.items():
+        here = self._locate(ep, pos)
+        windows: dict[bytes, tuple[Any, np.ndarray]] = {}
+        for key in self._specs:
             if key in self.delta_indices:
-                rows, pad = window_rows(frame, start, length, self.delta_indices[key])
-                out[key] = col[rows]
-                out[f"{key}_is_pad"] = pad
+                offsets = self.delta_indices[key]
+                w = windows.get(offsets.tobytes())
+                if w is None:
+                    rows, pad = window_rows(frame, start, length, offsets)
+                    w = windows[offsets.tobytes()] = (self._locate(ep[:, None], rows), pad)
+                out[key] = self._gather(key, w[0])
+                out[f"{key}_is_pad"] = w[1]
             else:
-                out[key] = col[pos]
+                out[key] = self._gather(key, here)
         tasks = self.meta.tasks
         out["task"] = [tasks.get(int(t), "") for t in out["task_index"].reshape(pos.size, -1)[:, 0]]
         return plan
@@ -349,19 +354,45 @@ class Dataset:
         )
 
     # ---- decoding -------------------------------------------------------------------------------
-    def _decode_images(self, key: str, rows: np.ndarray, windowed: bool) -> np.ndarray:
+    def _locate(self, ep: np.ndarray, pos: np.ndarray) -> "_Loc":
+        """Where positions ``pos`` (any shape; ``ep`` their episode ordinals, broadcastable) are stored."""
+        if ep.shape != pos.shape:
+            ep = np.broadcast_to(ep, pos.shape)
+        return self._rows.locate(ep, pos - self._ep_start[ep])
+
+    def _gather(self, key: str, loc: "_Loc") -> np.ndarray:
+        """``[*loc.shape, ...]``: column ``key`` at the located rows (a new array)."""
+        rows = self._rows
+        if loc.piece is not None:
+            return rows.piece(loc.piece).arrays[key][loc.rows]
+        first = rows.piece(loc.groups[0][0]).arrays[key]
+        out = np.empty((loc.rows.size,) + first.shape[1:], first.dtype)
+        flat = loc.rows.reshape(-1)
+        for p, sel in loc.groups:
+            out[sel] = rows.piece(p).arrays[key][flat[sel]]
+        return out.reshape(loc.rows.shape + first.shape[1:])
+
+    def _decode_images(self, key: str, ep: np.ndarray, rows: np.ndarray, windowed: bool) -> np.ndarray:
         """``uint8 [B, T, H, W, C]`` (``[B, H, W, C]`` without a window) of an image camera at window
-        rows ``[B, T]``, each distinct row decoded once."""
+        rows ``[B, T]``, each distinct row read from the table and decoded once."""
         unique, inverse = np.unique(rows, return_inverse=True)
-        data = self._image_rows[key]
+        u_ep = self.episode_of(unique)
+        loc = self._locate(u_ep, unique)
+        groups = [(loc.piece, np.arange(unique.size))] if loc.piece is not None else loc.groups
+        data: list[Any] = [None] * unique.size
+        flat = loc.rows.reshape(-1)
+        for p, sel in groups:
+            got = self._rows.piece(p).images[key].take(pa.array(flat[sel])).to_pylist()
+            for j, b in zip(np.asarray(sel).tolist(), got):
+                data[j] = b
         decoded = []
-        for r in unique.tolist():
+        for j, b in enumerate(data):
             try:
-                decoded.append(decode_image(data[r]))
+                decoded.append(decode_image(b))
             except DataFileError as e:
-                o = int(self._row_episode[r])
+                o = int(u_ep[j])
                 raise DataFileError(f"{self.meta.root}: episode {self.episodes[o]}, frame "
-                                    f"{r - int(self._ep_start[o])}, camera {key!r}: {e}") from None
+                                    f"{int(unique[j]) - int(self._ep_start[o])}, camera {key!r}: {e}") from None
         shapes = {d.shape for d in decoded}
         if len(shapes) > 1:
             raise DataFileError(f"{self.meta.root}: camera {key!r} has images of different sizes {sorted(shapes)}")
@@ -371,7 +402,7 @@ class Dataset:
 
     def _camera_request(self, key: str, ep: np.ndarray, rows: np.ndarray) -> CameraRequest:
         """Which frame of which file each window row ``[B, T]`` of one camera needs."""
-        ts = self._columns["timestamp"][rows].astype(np.float64)  # in-episode timestamps (LeRobot's query_ts)
+        ts = self._gather("timestamp", self._locate(ep[:, None], rows)).astype(np.float64)  # LeRobot's query_ts
         times = (self._from_ts[key][ep][:, None] + ts).reshape(-1)
         B, T = rows.shape
         flat_ep = np.repeat(ep, T)
@@ -396,47 +427,180 @@ class Dataset:
         return CameraRequest((B, T), key in self.delta_indices, self._video_files[key], file_ids, frames)
 
 
-def _image_bytes(col: pa.ChunkedArray, key: str, path: Path, episode: int) -> np.ndarray:
-    """The encoded images of an ``image`` feature column (Hugging Face ``datasets``' Image storage:
-    ``struct<bytes: binary, path: string>``, or plain binary) as an object array of ``bytes``."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if pa.types.is_struct(arr.type) and arr.type.get_field_index("bytes") >= 0:
-        values = arr.field("bytes")
-    elif pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
-        values = arr
-    else:
-        raise DataFileError(f"{path}: image column {key!r} has type {arr.type}; expected struct<bytes, path> or binary")
-    out = np.asarray(values.to_pylist(), dtype=object)
-    empty = [i for i, b in enumerate(out.tolist()) if not b]
-    if empty or arr.null_count:
-        row = empty[0] if empty else 0
-        raise DataFileError(
-            f"{path}: episode {episode}, camera {key!r}: row {row} has no embedded image bytes (images "
-            f"stored as separate files are not supported)"
-        )
+class _Loc:
+    """Where a batch's positions are stored: ``rows`` (row in its piece, the positions' shape) and
+    either the one ``piece`` they all lie in, or ``groups``: ``(piece, flat indices)`` per piece."""
+
+    __slots__ = ("piece", "rows", "groups")
+
+    def __init__(self, piece: int | None, rows: np.ndarray, groups: list[tuple[int, np.ndarray]] | None):
+        self.piece, self.rows, self.groups = piece, rows, groups
+
+
+def _cache_mode() -> str:
+    """``PRF_ARROW_CACHE``: ``auto`` (default), ``always`` or ``never`` (see :class:`_Rows`)."""
+    mode = os.environ.get("PRF_ARROW_CACHE", "auto")
+    return mode if mode in ("auto", "always", "never") else "auto"
+
+
+def _env_mb(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+#: ``PRF_ARROW_CACHE=auto``: selections whose non-camera columns take more than this many MiB
+#: (``PRF_ARROW_CACHE_MIN_MB``) are read through the memory-mapped Arrow cache, smaller ones into
+#: memory. Image columns always go to the cache.
+ARROW_CACHE_MIN_MB = 64.0
+#: v2.x per-episode tables are read on first use and kept up to this many MiB (``PRF_V2_TABLES_MB``;
+#: least recently used dropped first, read again when needed).
+V2_TABLES_MB = 1024.0
+
+
+class _Rows:
+    """The stored rows of the selected episodes: per episode ordinal, the :class:`Piece` holding it
+    (``ep_piece``) and its first row there (``ep_row``).
+
+    v3.0: every data file of the selection is opened here: through the memory-mapped Arrow cache
+    (:func:`prf.format.tables.open_cached`) when the selection is large or has image columns, else
+    read into memory with ``episode_index`` pushed down to the row groups. Row counts per episode
+    and contiguity are checked against the episodes table for every file, vectorised.
+    v2.x: one piece per episode file, read on first use (opening a dataset of 10k episode files reads
+    none of them; the first file's schema is checked at open), kept in a bounded LRU.
+    Thread-safe; pickles without its memory-mapped or lazily read pieces (reopened on use).
+    """
+
+    def __init__(self, meta: DatasetMeta, ords: np.ndarray, lengths: np.ndarray,
+                 specs: Mapping[str, ColumnSpec], image_keys: list[str]):
+        self.meta, self.specs, self.image_keys = meta, dict(specs), list(image_keys)
+        table = meta.episode_table
+        self.episodes = table.index[ords]
+        self.lengths = lengths
+        self.file_of = table.data_file[ords]
+        self._lock = threading.Lock()
+        self._lru: OrderedDict[int, int] = OrderedDict()
+        self._lru_bytes = 0
+        E = len(ords)
+        self.lazy = not meta.is_v3
+        if self.lazy:
+            self.mode = "lazy"
+            self.ep_piece = np.arange(E, dtype=np.int64)
+            self.ep_row = np.zeros(E, dtype=np.int64)
+            self.pieces: list[Piece | None] = [None] * E
+            if E:
+                import pyarrow.parquet as pq
+                from .format.tables import check_schema
+
+                first = meta.path(table.data_files[int(self.file_of[0])])
+                try:
+                    schema = pq.read_schema(first)
+                except FileNotFoundError:
+                    raise
+                except (pa.ArrowException, OSError) as e:
+                    raise DataFileError(f"{first}: cannot be read as parquet ({e})") from None
+                check_schema(first, schema, self.specs, self.image_keys)
+            return
+        mode = _cache_mode()
+        if mode == "auto":
+            limit = _env_mb("PRF_ARROW_CACHE_MIN_MB", ARROW_CACHE_MIN_MB) * 2**20
+            big = estimated_bytes(self.specs, int(lengths.sum())) > limit
+            mode = "always" if (big or self.image_keys) else "never"
+        self.mode = "cache" if mode == "always" else "memory"
+        self._open_v3()
+
+    def _open_v3(self) -> None:
+        table = self.meta.episode_table
+        E = len(self.episodes)
+        self.ep_piece = np.empty(E, dtype=np.int64)
+        self.ep_row = np.empty(E, dtype=np.int64)
+        pieces: list[Piece] = []
+        order = np.argsort(self.file_of, kind="stable")
+        files, first_of = np.unique(self.file_of[order], return_index=True)
+        bounds = np.concatenate([first_of, [E]])
+        for j, f in enumerate(files.tolist()):
+            sel = order[bounds[j]:bounds[j + 1]]  # ascending episode order within the file
+            path = self.meta.path(table.data_files[f])
+            eps, lens = self.episodes[sel], self.lengths[sel]
+            if self.mode == "cache":
+                file_pieces, starts, runs = open_cached(path, self.specs, self.image_keys)
+                first = locate_episodes(path, runs, eps, lens)
+                k = np.searchsorted(starts, first, side="right") - 1
+                self.ep_piece[sel] = len(pieces) + k
+                self.ep_row[sel] = first - starts[k]
+                pieces += file_pieces
+            else:
+                piece, runs = read_in_memory(path, self.specs, self.image_keys, episodes=eps)
+                self.ep_row[sel] = locate_episodes(path, runs, eps, lens)
+                self.ep_piece[sel] = len(pieces)
+                pieces.append(piece)
+        self.pieces = pieces
+
+    # ---- access ---------------------------------------------------------------------------------
+    def piece(self, p: int) -> Piece:
+        got = self.pieces[p]
+        if got is not None:
+            return got
+        with self._lock:
+            got = self.pieces[p]
+            if got is None:
+                if self.lazy:
+                    got = self._load_v2(p)
+                else:  # a copy unpickled without its memory-mapped pieces
+                    self._open_v3()
+                    got = self.pieces[p]
+        return got
+
+    def _load_v2(self, o: int) -> Piece:
+        path = self.meta.path(self.meta.episode_table.data_files[int(self.file_of[o])])
+        piece, runs = read_in_memory(path, self.specs, self.image_keys)
+        e, n = self.episodes[o:o + 1], self.lengths[o:o + 1]
+        first = int(locate_episodes(path, runs, e, n)[0])
+        if first != 0 or piece.rows != int(n[0]):
+            piece = _slice_piece(piece, first, int(n[0]))
+        self.pieces[o] = piece
+        size = piece.nbytes()
+        self._lru[o] = size
+        self._lru_bytes += size
+        while self._lru_bytes > _env_mb("PRF_V2_TABLES_MB", V2_TABLES_MB) * 2**20 and len(self._lru) > 1:
+            old, sz = self._lru.popitem(last=False)
+            self.pieces[old] = None
+            self._lru_bytes -= sz
+        return piece
+
+    def locate(self, ep: np.ndarray, frame: np.ndarray) -> _Loc:
+        rows = self.ep_row[ep] + frame
+        if len(self.pieces) == 1:
+            return _Loc(0, rows, None)
+        pid = self.ep_piece[ep]
+        flat = pid.reshape(-1)
+        if flat.size == 1 or (flat.size and (flat == flat[0]).all()):
+            return _Loc(int(flat[0]), rows, None)
+        order = np.argsort(flat, kind="stable")
+        ids, first = np.unique(flat[order], return_index=True)
+        bounds = np.concatenate([first, [flat.size]])
+        groups = [(int(p), order[bounds[i]:bounds[i + 1]]) for i, p in enumerate(ids.tolist())]
+        if not groups:
+            return _Loc(int(self.ep_piece[0]) if len(self.ep_piece) else 0, rows, None)
+        return _Loc(None, rows, groups)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_lock")
+        if self.mode in ("cache", "lazy"):
+            state["pieces"] = [None] * len(self.pieces)
+            state["_lru"], state["_lru_bytes"] = OrderedDict(), 0
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def _slice_piece(piece: Piece, start: int, n: int) -> Piece:
+    out = Piece.__new__(Piece)
+    out.rows = n
+    out.arrays = {k: v[start:start + n] for k, v in piece.arrays.items()}
+    out.images = {k: v.slice(start, n) for k, v in piece.images.items()}
     return out
-
-
-def _column_to_numpy(col: pa.ChunkedArray, key: str, feature: Any, path: Path) -> np.ndarray:
-    """An Arrow column as a dense NumPy array ``[N, *shape]`` (scalars ``[N]``)."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    n = len(arr)
-    if arr.null_count:
-        raise DataFileError(f"{path}: column {key!r} has {arr.null_count} null value(s)")
-    dims: list[int] = []
-    values = arr
-    while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type) or pa.types.is_large_list(values.type):
-        flat = pc.list_flatten(values)
-        rows = len(values)
-        if rows and len(flat) % rows:
-            raise DataFileError(f"{path}: column {key!r} has rows of different lengths")
-        dims.append(len(flat) // rows if rows else 0)
-        values = flat
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        np_values = np.asarray(values.to_pylist(), dtype=object)
-    else:
-        np_values = values.to_numpy(zero_copy_only=False)
-    out = np_values.reshape([n] + dims)
-    if dims and feature is not None and feature.shape and int(np.prod(feature.shape)) == int(np.prod(dims)):
-        out = out.reshape([n] + list(feature.shape))
-    return np.ascontiguousarray(out)

@@ -60,6 +60,12 @@ class DataFileError(DatasetError):
     """A data file (parquet) cannot be read, or its content contradicts the metadata."""
 
 
+class SchemaError(DataFileError):
+    """A data file's column disagrees with its declared feature in ``info.json``: another number of
+    values per frame than the declared shape (a list of 41 where the shape says ``[17]``), or values
+    that cannot be cast to the declared dtype. The message names the file and the feature key."""
+
+
 class VideoError(PrfError):
     """A video file cannot be opened, demuxed or decoded (corrupt, truncated, unknown codec)."""
 
@@ -132,6 +138,7 @@ __all__ = [
     "UnsafePathError",
     "MissingFilesError",
     "DataFileError",
+    "SchemaError",
     "VideoError",
     "TimestampError",
     "DeltaTimestampsError",

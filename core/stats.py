@@ -343,12 +343,13 @@ def compute_stats(
     starts = np.asarray(dataset.episode_starts)
     lengths = np.asarray(dataset.episode_lengths)
     per: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+    columns = {k: np.asarray(dataset.column(k)) for k in keys}  # gathered once (column() builds a new array)
     for e in tqdm(chosen, desc=f"stats {Path(meta.root).name}", unit="episode", disable=not progress):
         o = ordinal[e]
         s, n = int(starts[o]), int(lengths[o])
         ep: dict[str, dict[str, np.ndarray]] = {}
         for k in keys:
-            col = np.asarray(dataset.column(k))[s : s + n]
+            col = columns[k][s : s + n]
             if col.dtype == object:
                 continue
             ep[k] = feature_stats(col, quantiles="histogram")

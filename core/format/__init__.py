@@ -9,11 +9,13 @@ from .meta import (
     SUPPORTED_VERSIONS,
     DatasetMeta,
     Episode,
+    Episodes,
+    EpisodeTable,
     Feature,
     VideoRef,
     flatten_names,
     read_parquet,
 )
 
-__all__ = ["CAMERA_DTYPES", "INDEX_KEYS", "SUPPORTED_VERSIONS", "DatasetMeta", "Episode", "Feature", "VideoRef",
+__all__ = ["CAMERA_DTYPES", "INDEX_KEYS", "SUPPORTED_VERSIONS", "DatasetMeta", "Episode", "Episodes", "EpisodeTable", "Feature", "VideoRef",
            "flatten_names", "read_parquet"]

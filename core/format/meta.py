@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._paths import format_template, safe_join
+from .episodes import Episode, Episodes, EpisodeTable, VideoRef, load_episodes_v2, load_episodes_v3
 from ..errors import DataFileError, MetadataError, MissingFilesError, UnsupportedVersionError
 
 #: codebase versions prf reads. v1.x datasets must first be converted with LeRobot's own converters.
@@ -63,33 +65,6 @@ class Feature:
         return self.dtype == "video"
 
 
-@dataclass(frozen=True)
-class VideoRef:
-    """Where one episode's frames of one camera live: ``path`` relative to the root, and the span
-    ``[from_timestamp, to_timestamp)`` in seconds inside that file (v2.x: from 0)."""
-
-    path: str
-    from_timestamp: float
-    to_timestamp: float
-
-
-@dataclass(frozen=True)
-class Episode:
-    """One episode of the episodes table.
-
-    ``dataset_from_index``/``dataset_to_index`` are the global ``index`` range ``[from, to)``.
-    ``data_path`` is relative to the dataset root; ``videos`` maps camera key -> :class:`VideoRef`.
-    """
-
-    episode_index: int
-    length: int
-    dataset_from_index: int
-    dataset_to_index: int
-    tasks: tuple[str, ...]
-    data_path: str
-    videos: Mapping[str, VideoRef]
-
-
 def flatten_names(names: Any) -> tuple[str, ...] | None:
     """Flatten ``names`` in any of LeRobot's forms to a tuple of strings (``None`` stays ``None``).
 
@@ -124,7 +99,10 @@ class DatasetMeta:
         robot_type: ``info.json``'s ``robot_type`` (may be ``None``).
         features: declared features by key, in ``info.json`` order.
         tasks: task strings by ``task_index``.
-        episodes: episode records by ``episode_index``, ascending.
+        episode_table: the episodes table as columns (:class:`prf.format.EpisodeTable`, ``int64 [E]``
+            arrays), built vectorised; what the dataset layer reads.
+        episodes: ``episode_index -> Episode``, ascending: a lazy :class:`~collections.abc.Mapping`
+            over ``episode_table`` (each :class:`Episode` built when looked up).
 
     Raises (from the constructor):
         MetadataError: ``info.json`` or an episodes/tasks file is missing or malformed.
@@ -162,10 +140,11 @@ class DatasetMeta:
         self.chunks_size = int(self.info.get("chunks_size", 1000))
         if self.is_v3:
             self.tasks = _load_tasks_v3(self.root)
-            self.episodes = _load_episodes_v3(self)
+            self.episode_table = load_episodes_v3(self.root, self.info, self.video_keys)
         else:
             self.tasks = _load_tasks_v2(self.root)
-            self.episodes = _load_episodes_v2(self)
+            self.episode_table = load_episodes_v2(self.root, self.info, self.video_keys, self.fps, self.chunks_size)
+        self.episodes = Episodes(self.episode_table)
         self._stats: dict[str, Any] | None = None
 
     # ---- derived views -------------------------------------------------------------------------
@@ -188,7 +167,7 @@ class DatasetMeta:
 
     @property
     def total_frames(self) -> int:
-        return sum(e.length for e in self.episodes.values())
+        return int(self.episode_table.length.sum())
 
     def episode_files(self, episode_index: int, cameras: Iterable[str] | None = None) -> list[Path]:
         """Absolute paths of the files one episode needs: its data parquet and its camera videos."""
@@ -196,20 +175,45 @@ class DatasetMeta:
         keys = self.video_keys if cameras is None else [k for k in cameras if k in ep.videos]
         return [self.path(ep.data_path)] + [self.path(ep.videos[k].path) for k in keys]
 
+    def files_of(self, episodes: Iterable[int] | None = None, cameras: Iterable[str] | None = None) -> list[str]:
+        """The distinct data and video files (relative paths, sorted) of ``episodes`` (default: all) and
+        ``cameras`` (default: every video camera); unknown episodes are skipped."""
+        t = self.episode_table
+        rows = np.arange(len(t)) if episodes is None else t.ordinals(list(episodes))
+        rows = rows[rows >= 0]
+        keys = self.video_keys if cameras is None else [k for k in cameras if k in t.video_files]
+        out = {t.data_files[i] for i in np.unique(t.data_file[rows]).tolist()}
+        for k in keys:
+            out.update(t.video_files[k][i] for i in np.unique(t.video_file[k][rows]).tolist())
+        return sorted(out)
+
     def path(self, relative: str) -> Path:
         """Absolute path of a file named relative to the dataset root (already checked safe)."""
         return self.root / relative
 
     def check_files(self, episodes: Iterable[int], cameras: Iterable[str] | None = None) -> None:
-        """Raise :class:`MissingFilesError` if any file of ``episodes`` is absent."""
-        cams = None if cameras is None else list(cameras)
+        """Raise :class:`MissingFilesError` if any file of ``episodes`` is absent (each distinct file is
+        checked once)."""
+        t = self.episode_table
+        rows = t.ordinals(list(episodes))
+        rows = rows[rows >= 0]
+        keys = self.video_keys if cameras is None else [k for k in cameras if k in t.video_files]
+        cols = [(t.data_files, t.data_file)] + [(t.video_files[k], t.video_file[k]) for k in keys]
         missing: list[Path] = []
-        for e in episodes:
-            missing += [p for p in self.episode_files(e, cams) if not p.is_file()]
+        bad_rows = np.zeros(len(t), dtype=bool)
+        for files, of in cols:
+            ids = np.unique(of[rows])
+            absent = np.array([not self.path(files[i]).is_file() for i in ids.tolist()], dtype=bool)
+            if absent.any():
+                missing += [self.path(files[i]) for i in ids[absent].tolist()]
+                gone = np.zeros(len(files), dtype=bool)
+                gone[ids[absent]] = True
+                # the episodes outside the selection: check their files too, to list what is present
+                others = np.setdiff1d(np.unique(of), ids)
+                gone[others] = [not self.path(files[i]).is_file() for i in others.tolist()]
+                bad_rows |= gone[of]
         if missing:
-            present = [
-                e for e in self.episodes if all(p.is_file() for p in self.episode_files(e, cams))
-            ]
+            present = t.index[~bad_rows].tolist()
             raise MissingFilesError(self.root, missing, present)
 
     def stats(self) -> dict[str, Any]:
@@ -283,7 +287,7 @@ def _parse_features(raw: Any, path: Path) -> dict[str, Feature]:
 def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
     """Read a parquet file, turning any failure into a :class:`DataFileError` naming the file."""
     try:
-        return pq.read_table(path, columns=columns)
+        return pq.ParquetFile(path).read(columns=columns)  # (pq.read_table imports pandas: 0.5 s)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:
@@ -317,95 +321,3 @@ def _load_tasks_v2(root: Path) -> dict[int, str]:
         except (KeyError, TypeError, ValueError):
             raise MetadataError(f"{path}: malformed task row {row!r}") from None
     return out
-
-
-def _load_episodes_v3(meta: DatasetMeta) -> dict[int, Episode]:
-    root = meta.root
-    ep_dir = root / "meta" / "episodes"
-    files = sorted(ep_dir.glob("chunk-*/file-*.parquet"))
-    if not files:
-        raise MetadataError(f"{ep_dir}: no episode tables (chunk-*/file-*.parquet)")
-    info_path = root / "meta" / "info.json"
-    data_tmpl = _required(meta.info, "data_path", info_path)
-    video_tmpl = meta.info.get("video_path")
-    if meta.video_keys and video_tmpl is None:
-        raise MetadataError(f"{info_path}: the dataset has video features but no 'video_path'")
-    rows: list[dict[str, Any]] = []
-    for f in files:
-        try:
-            names = pq.read_schema(f).names
-        except (pa.ArrowException, OSError) as e:
-            raise DataFileError(f"{f}: cannot be read as parquet ({e})") from None
-        rows += read_parquet(f, columns=[c for c in names if not c.startswith("stats/")]).to_pylist()
-    episodes: dict[int, Episode] = {}
-    for r in rows:
-        try:
-            e = int(r["episode_index"])
-            data_rel = format_template(
-                data_tmpl, root, "data_path",
-                chunk_index=int(r["data/chunk_index"]), file_index=int(r["data/file_index"]),
-            )
-            videos = {}
-            for key in meta.video_keys:
-                rel = format_template(
-                    video_tmpl, root, "video_path", video_key=key,
-                    chunk_index=int(r[f"videos/{key}/chunk_index"]),
-                    file_index=int(r[f"videos/{key}/file_index"]),
-                )
-                safe_join(root, rel, f"video path of episode {e}, camera {key!r}")
-                videos[key] = VideoRef(
-                    rel, float(r[f"videos/{key}/from_timestamp"]), float(r[f"videos/{key}/to_timestamp"])
-                )
-            safe_join(root, data_rel, f"data path of episode {e}")
-            episodes[e] = Episode(
-                episode_index=e,
-                length=int(r["length"]),
-                dataset_from_index=int(r["dataset_from_index"]),
-                dataset_to_index=int(r["dataset_to_index"]),
-                tasks=tuple(r.get("tasks") or ()),
-                data_path=data_rel,
-                videos=videos,
-            )
-        except KeyError as k:
-            raise MetadataError(f"{ep_dir}: episode row lacks column {k} ({sorted(r)[:8]}...)") from None
-    return dict(sorted(episodes.items()))
-
-
-def _load_episodes_v2(meta: DatasetMeta) -> dict[int, Episode]:
-    root = meta.root
-    info_path = root / "meta" / "info.json"
-    rows = _read_jsonl(root / "meta" / "episodes.jsonl")
-    data_tmpl = _required(meta.info, "data_path", info_path)
-    video_tmpl = meta.info.get("video_path")
-    if meta.video_keys and video_tmpl is None:
-        raise MetadataError(f"{info_path}: the dataset has video features but no 'video_path'")
-    try:
-        rows.sort(key=lambda r: int(r["episode_index"]))
-    except (KeyError, TypeError, ValueError):
-        raise MetadataError(f"{root / 'meta' / 'episodes.jsonl'}: a row has no valid episode_index") from None
-    episodes: dict[int, Episode] = {}
-    start = 0
-    for r in rows:
-        e = int(r["episode_index"])
-        length = int(r.get("length", 0))
-        chunk = e // meta.chunks_size
-        data_rel = format_template(data_tmpl, root, "data_path", episode_chunk=chunk, episode_index=e)
-        safe_join(root, data_rel, f"data path of episode {e}")
-        videos = {}
-        for key in meta.video_keys:
-            rel = format_template(
-                video_tmpl, root, "video_path", episode_chunk=chunk, episode_index=e, video_key=key
-            )
-            safe_join(root, rel, f"video path of episode {e}, camera {key!r}")
-            videos[key] = VideoRef(rel, 0.0, length / meta.fps)
-        episodes[e] = Episode(
-            episode_index=e,
-            length=length,
-            dataset_from_index=start,
-            dataset_to_index=start + length,
-            tasks=tuple(r.get("tasks") or ()),
-            data_path=data_rel,
-            videos=videos,
-        )
-        start += length
-    return episodes

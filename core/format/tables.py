@@ -1,0 +1,521 @@
+"""A dataset's data files as Arrow tables: declared-schema checks, casts to the declared dtypes, and an
+on-disk Arrow IPC cache that is memory-mapped, so the frames of a large dataset are never copied into
+the process at open.
+
+What the dataset layer gets per data file is a list of :class:`Piece` s (the rows of one or more whole
+episodes each, every column a NumPy *view* of an Arrow buffer) and the file's episode runs (which rows
+each episode occupies), from one of two readers:
+
+- :func:`open_cached`: the file's declared columns converted once into ``$PRF_CACHE/arrow`` (default
+  ``~/.cache/prf/arrow``) as an Arrow IPC file, one record batch per piece (cut at episode boundaries),
+  keyed by the source's absolute path, size and mtime and the declared schema; rebuilt when any of
+  them changes (the stale entry of that path is removed). Opening it maps the file: nothing is read
+  until a batch gathers rows. This is what LeRobot's Hugging Face ``datasets`` cache does.
+- :func:`read_in_memory`: the file's row groups that hold the selected episodes (``episode_index``
+  statistics pushed down), read into memory; for small selections and for v2.x per-episode files.
+
+Both check the parquet schema against ``info.json`` first (:func:`check_schema`) and cast every value
+to its declared dtype (``float64`` stored, ``float32`` declared -> ``float32``, as LeRobot's
+``datasets.Features`` cast does); ``timestamp`` is always ``float32``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import DataFileError, SchemaError
+
+#: bump when the cache layout changes (old entries are then ignored and replaced).
+CACHE_FORMAT = 1
+#: bytes per record batch (piece) of a cache file (its rows rounded up to the end of an episode); the
+#: cache build holds about one piece in memory at a time.
+PIECE_BYTES = 128 * 2**20
+
+_INDEX_DTYPES = {"timestamp": "float32", "frame_index": "int64", "episode_index": "int64", "index": "int64",
+                 "task_index": "int64"}
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """How one non-camera column is delivered: ``dtype`` (NumPy name, or ``"string"``) and the
+    declared ``shape`` (``()`` for a scalar per frame)."""
+
+    key: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def elements(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def is_string(self) -> bool:
+        return self.dtype in ("string", "str")
+
+    @property
+    def itemsize(self) -> int:
+        try:
+            return np.dtype(self.dtype).itemsize
+        except TypeError:
+            return 8
+
+
+def column_specs(features: Mapping[str, Any], index_keys: Sequence[str]) -> dict[str, ColumnSpec]:
+    """The non-camera columns a dataset delivers: every declared non-camera feature, then the index
+    columns (``timestamp`` ``float32``, the others ``int64``), whatever ``info.json`` declares for them."""
+    out: dict[str, ColumnSpec] = {}
+    for k, f in features.items():
+        if f.is_camera:
+            continue
+        dtype = _INDEX_DTYPES.get(k, f.dtype)
+        out[k] = ColumnSpec(k, dtype, tuple(f.shape))
+    for k in index_keys:
+        if k not in out:
+            out[k] = ColumnSpec(k, _INDEX_DTYPES.get(k, "int64"), (1,))
+    return out
+
+
+def cache_root() -> Path:
+    """``$PRF_CACHE/arrow``, else ``~/.cache/prf/arrow``: where :func:`open_cached` keeps its files."""
+    return Path(os.environ.get("PRF_CACHE", Path.home() / ".cache" / "prf")) / "arrow"
+
+
+# ---- Arrow -> NumPy -----------------------------------------------------------------------------------
+_NP_OF = {pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64, pa.uint8(): np.uint8,
+          pa.uint16(): np.uint16, pa.uint32(): np.uint32, pa.uint64(): np.uint64, pa.float16(): np.float16,
+          pa.float32(): np.float32, pa.float64(): np.float64}
+
+
+def to_numpy(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An Arrow column as NumPy: a zero-copy view for null-free numbers, else a copy.
+
+    (pyarrow's own ``to_numpy`` imports pandas on first use, half a second of every open.)"""
+    arr = _one_chunk(arr)
+    t = arr.type
+    dt = _NP_OF.get(t)
+    if dt is not None and arr.null_count == 0:
+        if len(arr) == 0:
+            return np.zeros(0, dt)
+        return np.frombuffer(arr.buffers()[1], dtype=dt, count=len(arr), offset=arr.offset * np.dtype(dt).itemsize)
+    if pa.types.is_boolean(t) and arr.null_count == 0:
+        if len(arr) == 0:
+            return np.zeros(0, bool)
+        bits = np.unpackbits(np.frombuffer(arr.buffers()[1], np.uint8), bitorder="little")
+        return bits[arr.offset:arr.offset + len(arr)].astype(bool)
+    return arr.to_numpy(zero_copy_only=False)
+
+
+# ---- schema --------------------------------------------------------------------------------------------
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _leaf(t: pa.DataType) -> tuple[pa.DataType, list[int | None]]:
+    dims: list[int | None] = []
+    while _is_list(t):
+        dims.append(t.list_size if pa.types.is_fixed_size_list(t) else None)
+        t = t.value_type
+    return t, dims
+
+
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+
+def _target_value_type(spec: ColumnSpec) -> pa.DataType:
+    if spec.dtype == "bool":
+        return pa.uint8()  # stored as bytes, delivered as a NumPy bool view (Arrow packs bools in bits)
+    return pa.from_numpy_dtype(np.dtype(spec.dtype))
+
+
+def check_schema(path: Path, schema: pa.Schema, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]) -> None:
+    """Compare a data file's parquet schema with the declared features.
+
+    Raises:
+        DataFileError: a declared column is missing; an image column is neither ``struct<bytes, path>``
+            nor binary.
+        SchemaError: a column's values per frame (fixed-size lists, from the schema) differ from the
+            declared shape, a scalar is stored where a shape of several values is declared, or its
+            values cannot be cast to the declared dtype (text where numbers are declared...).
+    """
+    names = schema.names
+    missing = [k for k in list(specs) + list(image_keys) if k not in names]
+    if missing:
+        raise DataFileError(f"{path}: declared feature column(s) {missing} are missing")
+    for key, spec in specs.items():
+        leaf, dims = _leaf(schema.field(key).type)
+        if spec.is_string:
+            if not (pa.types.is_string(leaf) or pa.types.is_large_string(leaf)):
+                raise SchemaError(f"{path}: column {key!r} holds {leaf} values; info.json declares {spec.dtype!r}")
+            continue
+        try:
+            np.dtype(spec.dtype)
+        except TypeError:
+            raise SchemaError(f"{path}: feature {key!r} has a dtype {spec.dtype!r} prf cannot read") from None
+        if not _numeric(leaf):
+            raise SchemaError(f"{path}: column {key!r} holds {leaf} values; info.json declares {spec.dtype!r} "
+                              f"with shape {list(spec.shape)}")
+        if not dims:
+            if spec.elements != 1:
+                raise SchemaError(f"{path}: column {key!r} holds one value per frame where info.json says "
+                                  f"shape {list(spec.shape)}")
+        elif all(d is not None for d in dims):
+            n = int(np.prod(dims))
+            if n != spec.elements:
+                raise SchemaError(f"{path}: column {key!r} holds a list of {n} values per frame where info.json "
+                                  f"says shape {list(spec.shape)}")
+    for key in image_keys:
+        t = schema.field(key).type
+        if not ((pa.types.is_struct(t) and t.get_field_index("bytes") >= 0) or pa.types.is_binary(t)
+                or pa.types.is_large_binary(t)):
+            raise DataFileError(f"{path}: image column {key!r} has type {t}; expected struct<bytes, path> or binary")
+
+
+def _target_type(spec: ColumnSpec, stored: pa.DataType) -> pa.DataType:
+    if spec.is_string:
+        return stored
+    vt = _target_value_type(spec)
+    return pa.list_(vt, spec.elements) if _is_list(stored) else vt
+
+
+def _convert(arr: pa.Array, spec: ColumnSpec, path: Path) -> pa.Array:
+    """One column of a batch in its delivered form: nulls refused, list sizes checked, values cast."""
+    key = spec.key
+    if arr.null_count:
+        raise DataFileError(f"{path}: column {key!r} has {arr.null_count} null value(s)")
+    if spec.is_string:
+        return arr
+    n = len(arr)
+    values = arr
+    per_row = 1
+    while _is_list(values.type):
+        lengths = to_numpy(pc.list_value_length(values)) if len(values) else np.zeros(0, np.int64)
+        if lengths.size and lengths.min() != lengths.max():
+            j = int(np.argmax(lengths != lengths[0]))
+            raise SchemaError(f"{path}: column {key!r} has lists of different lengths ({int(lengths[0])} and "
+                              f"{int(lengths[j])} values) where info.json says shape {list(spec.shape)}")
+        per_row *= int(lengths[0]) if lengths.size else spec.elements
+        values = values.flatten()
+        if values.null_count:
+            raise DataFileError(f"{path}: column {key!r} has {values.null_count} null value(s) inside its lists")
+    listed = values is not arr
+    if listed and n and per_row != spec.elements:
+        raise SchemaError(f"{path}: column {key!r} holds a list of {per_row} values per frame where info.json "
+                          f"says shape {list(spec.shape)}")
+    vt = _target_value_type(spec)
+    if values.type != vt:
+        try:
+            lossy_ok = pa.types.is_floating(vt) or pa.types.is_boolean(values.type)
+            values = values.cast(vt, safe=not lossy_ok)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            raise SchemaError(f"{path}: column {key!r}: its {values.type} values cannot be cast to the declared "
+                              f"{spec.dtype} ({e})") from None
+    if not listed:
+        return values
+    return pa.FixedSizeListArray.from_arrays(values, spec.elements)
+
+
+def _convert_image(arr: pa.Array, key: str, path: Path) -> pa.Array:
+    if pa.types.is_struct(arr.type):
+        if arr.null_count:
+            raise DataFileError(f"{path}: camera {key!r}: {arr.null_count} row(s) have no embedded image bytes")
+        arr = arr.field("bytes")
+    sizes = pc.binary_length(arr)
+    empty = pc.or_kleene(pc.is_null(sizes), pc.equal(sizes, 0))
+    if pc.any(empty).as_py():
+        row = int(np.argmax(to_numpy(empty)))
+        raise DataFileError(f"{path}: camera {key!r}: row {row} has no embedded image bytes (images stored as "
+                            f"separate files are not supported)")
+    return arr.cast(pa.large_binary())
+
+
+def _convert_table(t: pa.Table | pa.RecordBatch, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str],
+                   path: Path) -> pa.Table:
+    cols, names = [], []
+    for k, spec in specs.items():
+        c = t.column(k)
+        c = c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+        cols.append(_convert(c, spec, path))
+        names.append(k)
+    for k in image_keys:
+        c = t.column(k)
+        c = c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+        cols.append(_convert_image(c, k, path))
+        names.append(k)
+    return pa.Table.from_arrays(cols, names=names)
+
+
+# ---- pieces --------------------------------------------------------------------------------------------
+class Piece:
+    """Rows of whole episodes of one data file: ``arrays[key]`` NumPy ``[rows, *shape]`` (scalars
+    ``[rows]``) viewing the Arrow buffers, ``images[key]`` the encoded images (Arrow binary)."""
+
+    __slots__ = ("rows", "arrays", "images")
+
+    def __init__(self, table: pa.Table | pa.RecordBatch, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]):
+        self.rows = table.num_rows
+        self.arrays: dict[str, np.ndarray] = {}
+        for k, spec in specs.items():
+            self.arrays[k] = _numpy_view(_one_chunk(table.column(k)), spec, self.rows)
+        self.images: dict[str, pa.Array] = {k: _one_chunk(table.column(k)) for k in image_keys}
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays.values()) + sum(a.nbytes for a in self.images.values())
+
+
+def _one_chunk(col: Any) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    return col
+
+
+def _numpy_view(arr: pa.Array, spec: ColumnSpec, rows: int) -> np.ndarray:
+    if spec.is_string:
+        return np.asarray(arr.to_pylist(), dtype=object)
+    listed = pa.types.is_fixed_size_list(arr.type)
+    values = arr.flatten() if listed else arr
+    out = to_numpy(values)
+    if spec.dtype == "bool":
+        out = out.view(np.bool_)
+    if not listed:
+        return out
+    trailing = spec.shape if spec.shape and int(np.prod(spec.shape)) == spec.elements else (spec.elements,)
+    return out.reshape((rows, *trailing))
+
+
+# ---- episode runs --------------------------------------------------------------------------------------
+def episode_runs(ep: np.ndarray) -> np.ndarray:
+    """``int64 [R, 3]``: (episode_index, first row, rows) of each run of equal ``episode_index``."""
+    ep = np.asarray(ep, dtype=np.int64)
+    n = ep.shape[0]
+    if n == 0:
+        return np.zeros((0, 3), np.int64)
+    starts = np.concatenate([[0], np.flatnonzero(ep[1:] != ep[:-1]) + 1])
+    lengths = np.diff(np.concatenate([starts, [n]]))
+    return np.stack([ep[starts], starts, lengths], axis=1).astype(np.int64)
+
+
+def locate_episodes(path: Path, runs: np.ndarray, episodes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``int64 [k]``: the first row of each of ``episodes`` in a file with these ``runs``, checking that
+    each is there with ``lengths`` rows, contiguous.
+
+    Raises:
+        DataFileError: an episode's rows are not contiguous, or their count differs from the episodes table.
+    """
+    run_ep = runs[:, 0]
+    uniq, counts = np.unique(run_ep, return_counts=True)
+    split = uniq[counts > 1]
+    if split.size:
+        hit = np.isin(episodes, split)
+        if hit.any():
+            raise DataFileError(f"{path}: the rows of episode {int(episodes[np.argmax(hit)])} are not contiguous")
+    order = np.argsort(run_ep, kind="stable")
+    sorted_ep = run_ep[order]
+    pos = np.searchsorted(sorted_ep, episodes)
+    pos_c = np.minimum(pos, max(len(sorted_ep) - 1, 0))
+    found = (pos < len(sorted_ep)) & (sorted_ep[pos_c] == episodes) if len(sorted_ep) else np.zeros(len(episodes), bool)
+    got = np.where(found, runs[order[pos_c], 2] if len(sorted_ep) else 0, 0)
+    bad = got != lengths
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise DataFileError(f"{path}: episode {int(episodes[j])} has {int(got[j])} rows, the episodes table says "
+                            f"{int(lengths[j])}")
+    return np.where(found, runs[order[pos_c], 1] if len(sorted_ep) else 0, 0).astype(np.int64)
+
+
+# ---- readers -------------------------------------------------------------------------------------------
+def _parquet(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path, pre_buffer=True)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as e:
+        raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
+
+
+def _episode_column(pf: pq.ParquetFile, path: Path, row_groups: list[int] | None = None) -> np.ndarray:
+    try:
+        t = pf.read(columns=["episode_index"]) if row_groups is None else pf.read_row_groups(row_groups, ["episode_index"])
+    except (pa.ArrowException, OSError) as e:
+        raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
+    col = t.column(0)
+    if col.null_count:
+        raise DataFileError(f"{path}: column 'episode_index' has {col.null_count} null value(s)")
+    return to_numpy(col).astype(np.int64, copy=False)
+
+
+def _row_groups_with(pf: pq.ParquetFile, episodes: np.ndarray) -> list[int]:
+    """The row groups whose ``episode_index`` min/max statistics may hold one of ``episodes`` (sorted)."""
+    md = pf.metadata
+    col = pf.schema_arrow.get_field_index("episode_index")
+    leaf = [i for i in range(md.num_columns) if md.schema.column(i).path == "episode_index"]
+    keep = []
+    for g in range(md.num_row_groups):
+        st = md.row_group(g).column(leaf[0]).statistics if leaf and col >= 0 else None
+        if st is None or not st.has_min_max:
+            keep.append(g)
+            continue
+        i = np.searchsorted(episodes, st.min)
+        if i < len(episodes) and episodes[i] <= st.max:
+            keep.append(g)
+    return keep
+
+
+def read_in_memory(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str],
+                   episodes: np.ndarray | None = None) -> tuple[Piece, np.ndarray]:
+    """The rows of a data file's row groups that may hold ``episodes`` (sorted; default all), converted,
+    in memory: ``(piece, runs)`` (see :func:`episode_runs`).
+
+    Raises:
+        DataFileError, SchemaError: see :func:`check_schema`; the file is not readable parquet.
+    """
+    pf = _parquet(path)
+    check_schema(path, pf.schema_arrow, specs, image_keys)
+    groups = None if episodes is None else _row_groups_with(pf, np.asarray(episodes, dtype=np.int64))
+    cols = list(specs) + list(image_keys)
+    try:
+        t = pf.read(columns=cols) if groups is None else pf.read_row_groups(groups, columns=cols)
+    except (pa.ArrowException, OSError) as e:
+        raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
+    t = _convert_table(t, specs, image_keys, path)
+    ep = _episode_column_of(t)
+    return Piece(t, specs, image_keys), episode_runs(ep)
+
+
+def _episode_column_of(t: pa.Table) -> np.ndarray:
+    return to_numpy(t.column("episode_index")).astype(np.int64, copy=False)
+
+
+def _cache_key(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]) -> tuple[str, str]:
+    st = os.stat(path)
+    src = str(Path(path).resolve())
+    spec = [[s.key, s.dtype, list(s.shape)] for s in specs.values()]
+    key = json.dumps([CACHE_FORMAT, src, st.st_size, st.st_mtime_ns, spec, list(image_keys)])
+    return src, key
+
+
+def cache_path(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]) -> Path:
+    """Where the cache of ``path`` (in its current size and mtime, for this schema) lives."""
+    src, key = _cache_key(path, specs, image_keys)
+    h = hashlib.sha1(src.encode()).hexdigest()[:16]
+    return cache_root() / f"{h}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.arrow"
+
+
+def open_cached(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]) -> tuple[list[Piece], np.ndarray, np.ndarray]:
+    """A data file through the memory-mapped Arrow cache (built first when absent or stale).
+
+    Returns:
+        ``(pieces, piece_starts int64 [P], runs int64 [R, 3])``: the pieces in file order, the file row
+        each starts at, and the file's episode runs.
+
+    Raises:
+        DataFileError, SchemaError: see :func:`check_schema`; the file is not readable parquet.
+    """
+    cp = cache_path(path, specs, image_keys)
+    _, key = _cache_key(path, specs, image_keys)
+    for attempt in (0, 1):
+        if not cp.is_file():
+            _build_cache(path, cp, key, specs, image_keys)
+        try:
+            reader = pa.ipc.open_file(pa.memory_map(str(cp), "r"))
+            md = reader.schema.metadata or {}
+            if md.get(b"prf.source") != key.encode():
+                raise ValueError("cache entry of another source")
+            runs = np.frombuffer(md[b"prf.runs"], dtype=np.int64).reshape(-1, 3)
+            starts = np.frombuffer(md[b"prf.starts"], dtype=np.int64)
+            pieces = [Piece(reader.get_batch(i), specs, image_keys) for i in range(reader.num_record_batches)]
+            if len(pieces) != len(starts):
+                raise ValueError("cache entry incomplete")
+            return pieces, starts, runs
+        except (pa.ArrowException, OSError, ValueError, KeyError):
+            if attempt:
+                raise DataFileError(f"{path}: its Arrow cache {cp} cannot be read (remove it)") from None
+            cp.unlink(missing_ok=True)  # a damaged entry: build it again
+    raise AssertionError("unreachable")
+
+
+def _build_cache(path: Path, cp: Path, key: str, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]) -> None:
+    pf = _parquet(path)
+    check_schema(path, pf.schema_arrow, specs, image_keys)
+    runs = episode_runs(_episode_column(pf, path))
+    n = int(runs[:, 2].sum()) if len(runs) else 0
+    piece_rows = max(256, PIECE_BYTES // _row_bytes(pf, specs, image_keys))
+    # pieces start at episode boundaries, about piece_rows rows apart
+    _, first = np.unique(runs[:, 1] // piece_rows, return_index=True)
+    starts = runs[first, 1].astype(np.int64) if len(runs) else np.zeros(0, np.int64)
+    ends = np.concatenate([starts[1:], [n]]).astype(np.int64) if len(starts) else starts
+    target = []
+    stored = pf.schema_arrow
+    for k, spec in specs.items():
+        target.append(pa.field(k, _target_type(spec, stored.field(k).type)))
+    for k in image_keys:
+        target.append(pa.field(k, pa.large_binary()))
+    schema = pa.schema(target, metadata={b"prf.source": key.encode(), b"prf.runs": runs.tobytes(),
+                                         b"prf.starts": starts.tobytes()})
+    cp.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cp.with_name(f".{cp.name}.{os.getpid()}.tmp")
+    cols = list(specs) + list(image_keys)
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as w:
+            buf: list[pa.Table] = []
+            have = written = ci = 0
+            for batch in pf.iter_batches(batch_size=int(min(piece_rows, 65536)), columns=cols):
+                t = _convert_table(batch, specs, image_keys, path)
+                buf.append(t)
+                have += t.num_rows
+                while ci < len(ends) and written + have >= ends[ci]:
+                    cat = pa.concat_tables(buf) if len(buf) > 1 else buf[0]
+                    k = int(ends[ci] - written)
+                    head = cat.slice(0, k).combine_chunks().cast(schema.remove_metadata())
+                    w.write_batch(head.to_batches(max_chunksize=max(k, 1))[0])
+                    rest = cat.slice(k)
+                    buf = [rest] if rest.num_rows else []
+                    have -= k
+                    written += k
+                    ci += 1
+        os.replace(tmp, cp)
+    except (pa.ArrowException, OSError) as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    pa.default_memory_pool().release_unused()  # hand the build's buffers back to the OS
+    prefix = cp.name.split("-")[0] + "-"
+    for old in cp.parent.glob(prefix + "*.arrow"):  # entries of older versions of this file
+        if old != cp:
+            old.unlink(missing_ok=True)
+
+
+def _row_bytes(pf: pq.ParquetFile, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]) -> int:
+    """Estimated bytes of one converted row (image columns from the parquet's uncompressed sizes)."""
+    n = sum(s.elements * s.itemsize for s in specs.values())
+    md = pf.metadata
+    if image_keys and md.num_rows:
+        size = 0
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            for i in range(rg.num_columns):
+                c = rg.column(i)
+                if any(c.path_in_schema == k or c.path_in_schema.startswith(k + ".") for k in image_keys):
+                    size += c.total_uncompressed_size
+        n += size // md.num_rows
+    return max(int(n), 1)
+
+
+def estimated_bytes(specs: Mapping[str, ColumnSpec], frames: int) -> int:
+    """Bytes the delivered non-camera columns of ``frames`` frames take in memory."""
+    return int(frames) * sum(s.elements * s.itemsize for s in specs.values())
+
