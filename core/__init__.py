@@ -7,8 +7,7 @@
 from . import errors
 from ._open import open_dataset
 from .dataset import Dataset
-from .cache import FrameCache
-from .decode import DecodeBackend, PyAVBackend, TorchCodecBackend, VideoIndex
+from .decode import BackendCapabilities, DecodeBackend, FrameCache, PyAVBackend, TorchCodecBackend, VideoIndex
 from .errors import PrfError
 from .ingest import ConversionReport, RoboticsDataFrame, convert_log, log_to_lerobot
 from .format import DatasetMeta, Episode, Feature, VideoRef
@@ -39,6 +38,7 @@ __all__ = [
     "Feature",
     "VideoRef",
     "DecodeBackend",
+    "BackendCapabilities",
     "PyAVBackend",
     "TorchCodecBackend",
     "FrameCache",

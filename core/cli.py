@@ -80,7 +80,7 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     from ._open import resolve_source
-    from .cache import FrameCache, dataset_videos
+    from .decode.cache import FrameCache, dataset_videos
     from .dataset import Dataset
     from .errors import MissingFilesError
     from .format import DatasetMeta

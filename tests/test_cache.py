@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import prf
-from prf.cache import CachedBackend, FrameCache, dataset_videos
+from prf.decode.cache import CachedBackend, FrameCache, dataset_videos
 from prf.errors import VideoError
 from conftest import REPO, dataset_path
 
