@@ -11,6 +11,7 @@ attributes.
 from __future__ import annotations
 
 import abc
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -167,24 +168,36 @@ class DecodeBackend(abc.ABC):
 
 class _PooledBackend(DecodeBackend):
     """A backend whose decoders live in a :class:`~prf.decode._per_thread.DecoderPool` (per thread, LRU
-    bounded by ``max_open`` decoders and ``max_open_bytes`` estimated bytes per thread)."""
+    bounded by ``max_open`` decoders and ``max_open_bytes`` estimated bytes per thread).
+
+    A backend dropped without :meth:`close` closes its decoders when it is freed (a ``weakref.finalize``
+    on the backend, which holds no reference cycle, so CPython frees it as soon as the last reference
+    goes): PyAV containers hold reference cycles and would otherwise keep their files open until the
+    garbage collector runs."""
 
     def __init__(self, *, max_open: int, max_open_bytes: int):
         self.max_open = int(max_open)
         self.max_open_bytes = int(max_open_bytes)
-        self._decoders = DecoderPool(self._close_decoder, self.max_open, self.max_open_bytes)
+        self._new_pool()
 
+    def _new_pool(self) -> None:
+        self._decoders = DecoderPool(self._close_decoder, self.max_open, self.max_open_bytes)
+        self._finalizer = weakref.finalize(self, self._decoders.close_all)
+        self._finalizer.atexit = False
+
+    @staticmethod
     @abc.abstractmethod
-    def _close_decoder(self, decoder: Any) -> None:
-        """Release one decoder (called once per opened decoder, by the pool)."""
+    def _close_decoder(decoder: Any) -> None:
+        """Release one decoder (called once per opened decoder, by the pool). A staticmethod: the pool
+        holds it, and a bound method would make backend and pool a reference cycle."""
 
     # Backends travel to loader workers: pickling drops the open decoders (the copy opens its own).
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_decoders"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_decoders", "_finalizer")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._decoders = DecoderPool(self._close_decoder, self.max_open, self.max_open_bytes)
+        self._new_pool()
 
     def close(self) -> None:
         self._decoders.close_all()

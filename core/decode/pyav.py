@@ -96,7 +96,8 @@ class PyAVBackend(_PooledBackend):
             raise
 
     # ---- internals ------------------------------------------------------------------------------
-    def _close_decoder(self, decoder: _OpenVideo) -> None:
+    @staticmethod
+    def _close_decoder(decoder: _OpenVideo) -> None:
         decoder.close()
 
     def _decode_sorted(self, path: str, index: VideoIndex, unique: np.ndarray, v: _OpenVideo):

@@ -77,7 +77,8 @@ class TorchCodecBackend(_PooledBackend):
             raise VideoError(f"{path}: torchcodec cannot open it ({e})") from None
         return dec, decoder_bytes(index.width, index.height)
 
-    def _close_decoder(self, decoder: object) -> None:
+    @staticmethod
+    def _close_decoder(decoder: object) -> None:
         pass  # the pool has dropped its reference: the only one, so the decoder is freed now
 
     def decode_frames_list(self, path: str | Path, frames: np.ndarray) -> list[np.ndarray]:
