@@ -240,18 +240,19 @@ class FrameCache:
         name, manifest = got
         shape = (int(manifest["height"]), int(manifest["width"]), 3)
         want = np.asarray(frames, dtype=np.int64)
+        key = f"{name}:{manifest['fingerprint']}"  # a rebuilt entry of the same name is another one
         with self._lock:
-            loaded = self._ram.get(name)
+            loaded = self._ram.get(key)
             if loaded is not None:
-                self._ram.move_to_end(name)
+                self._ram.move_to_end(key)
                 return CachedFrames(name, want, loaded=loaded)
-            f = self._files.get(name)
+            f = self._files.get(key)
             if f is not None:
-                self._files.move_to_end(name)
+                self._files.move_to_end(key)
                 return CachedFrames(name, want, file=f)
-        return self._load(name, int(manifest["frames"]), shape, want)
+        return self._load(name, key, int(manifest["frames"]), shape, want)
 
-    def _load(self, name: str, n: int, shape: tuple[int, int, int], want: np.ndarray) -> "CachedFrames":
+    def _load(self, name: str, key: str, n: int, shape: tuple[int, int, int], want: np.ndarray) -> "CachedFrames":
         path = self.dir / f"{name}.npy"
         try:
             f = _EntryFile(path, n, shape)
@@ -259,7 +260,7 @@ class FrameCache:
             raise VideoError(f"{path}: frame-cache entry unreadable ({e}); run `prf cache clean` and rebuild") from None
         nbytes = n * int(np.prod(shape))
         with self._lock:
-            admit = name not in self._was_in_ram and nbytes <= self.in_memory_bytes and name not in self._ram
+            admit = key not in self._was_in_ram and nbytes <= self.in_memory_bytes and key not in self._ram
         if admit:
             loaded = np.empty((n, *shape), dtype=np.uint8)
             got = os.preadv(f.fd, [memoryview(loaded).cast("B")], f.offset)
@@ -268,20 +269,28 @@ class FrameCache:
                 raise VideoError(f"{path}: frame-cache entry is truncated ({got} of {nbytes} bytes)")
             loaded.flags.writeable = False
             with self._lock:
-                if name in self._ram:  # another thread loaded it meanwhile
-                    return CachedFrames(name, want, loaded=self._ram[name])
-                self._ram[name] = loaded
-                self._was_in_ram.add(name)
+                if key in self._ram:  # another thread loaded it meanwhile
+                    return CachedFrames(name, want, loaded=self._ram[key])
+                self._ram[key] = loaded
+                self._was_in_ram.add(key)
                 self._ram_bytes += nbytes
                 while self._ram_bytes > self.in_memory_bytes and len(self._ram) > 1:
                     _, old = self._ram.popitem(last=False)
                     self._ram_bytes -= old.nbytes
             return CachedFrames(name, want, loaded=loaded)
         with self._lock:
-            f = self._files.setdefault(name, f)
+            f = self._files.setdefault(key, f)
             while len(self._files) > self.max_open_files:
                 self._files.popitem(last=False)  # closed when no CachedFrames reads from it any more
         return CachedFrames(name, want, file=f)
+
+    def _forget(self, name: str) -> None:
+        """Drop what this process holds of entry ``name`` (it is being rebuilt)."""
+        with self._lock:
+            for key in [k for k in self._ram if k.startswith(name + ":")]:
+                self._ram_bytes -= self._ram.pop(key).nbytes
+            for key in [k for k in self._files if k.startswith(name + ":")]:
+                del self._files[key]
 
     def close(self) -> None:
         """Release the entries read into RAM and the open entry files (a file still read by a batch in
@@ -325,6 +334,7 @@ class FrameCache:
                 dst = self.entry(video)
                 manifest_path = dst.with_suffix(".json")
                 tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+                self._forget(dst.stem)
                 try:
                     manifest_path.unlink(missing_ok=True)  # an older entry of this name is no longer complete
                     mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(index.num_frames, h, w, 3))

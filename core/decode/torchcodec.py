@@ -54,8 +54,11 @@ class TorchCodecBackend(_PooledBackend):
                  max_open_bytes: int = DEFAULT_MAX_OPEN_BYTES):
         self.device = str(device)
         self.num_ffmpeg_threads = int(num_ffmpeg_threads)
-        self.capabilities = BackendCapabilities(copy_only=False, direct_copy=False, device=self.device)
         super().__init__(max_open=max_open, max_open_bytes=max_open_bytes)
+
+    @property
+    def capabilities(self) -> BackendCapabilities:  # type: ignore[override]
+        return BackendCapabilities(copy_only=False, direct_copy=False, device=self.device)
 
     def index(self, path: str | Path) -> VideoIndex:
         """The file's packet index (see :func:`prf.decode.get_index`)."""
