@@ -254,3 +254,17 @@ def test_open_entry_files_are_bounded(tmp_path):
     del first
     with pytest.raises(OSError):
         os.fstat(fd)  # closed once nothing reads from it
+
+
+def test_cli_cache_clean_also_cleans_stored_indexes(tmp_path):
+    video = tmp_path / "v.nut"
+    _raw_video(video, 0)
+    env = {**os.environ, "PRF_INDEX_CACHE": str(tmp_path / "idx")}
+    code = "import sys, prf.decode as d; d.get_index(sys.argv[1])"
+    assert subprocess.run([sys.executable, "-c", code, str(video)], env=env, cwd=REPO, timeout=120).returncode == 0
+    assert len(list((tmp_path / "idx").glob("*.idx"))) == 1
+    video.unlink()
+    r = subprocess.run([sys.executable, "-m", "prf.cli", "cache", "clean", "--cache-dir", str(tmp_path / "c"), "--json"],
+                       capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["removed_indexes"]) == 1 and not list((tmp_path / "idx").glob("*.idx"))
