@@ -208,3 +208,32 @@ def test_dataset_loader_opens_each_file_once_per_worker_thread():
 def test_video_index_type():
     idx = get_index(PUSHT)
     assert isinstance(idx, VideoIndex) and idx.frame_of(int(idx.pts[3])) == 3 and idx.frame_of(-12345) is None
+
+
+def test_close_while_threads_decode_is_safe():
+    """close() waits for a decode in flight and never leaves a decoder outside the registry."""
+    be = PyAVBackend()
+    ref = PyAVBackend().decode_frames(PUSHT, np.arange(0, 3000, 97))
+    stop = threading.Event()
+    errors = []
+
+    def work():
+        rng = np.random.default_rng(threading.get_ident() % 2**32)
+        while not stop.is_set():
+            k = rng.integers(0, ref.shape[0], 3)
+            got = be.decode_frames(PUSHT, np.arange(0, 3000, 97)[k])
+            if not np.array_equal(got, ref[k]):
+                errors.append(k)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for _ in range(20):
+        be.close()
+        threading.Event().wait(0.01)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    be.close()
+    assert be.stats()["decoders_open"] == 0 and _fds_on(PUSHT) == 0

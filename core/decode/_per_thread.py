@@ -42,7 +42,7 @@ def decoder_bytes(width: int, height: int) -> int:
 class _Table:
     """One thread's open decoders: ``path -> (decoder, estimated bytes)``, least recently used first."""
 
-    __slots__ = ("open", "bytes", "lock", "thread", "pid", "generation")
+    __slots__ = ("open", "bytes", "lock", "thread", "pid", "generation", "closed")
 
     def __init__(self, thread: threading.Thread, generation: int):
         self.open: OrderedDict[str, tuple[Any, int]] = OrderedDict()
@@ -51,6 +51,7 @@ class _Table:
         self.thread = thread
         self.pid = os.getpid()
         self.generation = generation
+        self.closed = False  # set (under lock) once the pool has closed this table: never reused
 
 
 class DecoderPool:
@@ -111,8 +112,14 @@ class DecoderPool:
     def use(self, path: str, open_: Callable[[str], tuple[Any, int]]) -> Iterator[Any]:
         """The calling thread's open decoder of ``path`` (``open_(path) -> (decoder, bytes)`` on a
         miss), held for the ``with`` block; least recently used decoders beyond the bounds are closed."""
-        t = self._table()
-        with t.lock:
+        while True:
+            t = self._table()
+            t.lock.acquire()
+            if not t.closed:
+                break
+            t.lock.release()  # close_all() closed it between _table() and here: take a fresh one
+            self._local.table = None
+        try:
             got = t.open.get(path)
             if got is None:
                 dec, nbytes = open_(path)
@@ -129,6 +136,8 @@ class DecoderPool:
                 t.open.move_to_end(path)
                 dec = got[0]
             yield dec
+        finally:
+            t.lock.release()
 
     def drop(self, path: str) -> None:
         """Close the calling thread's decoder of ``path`` (after an error left it in an unknown state)."""
@@ -142,6 +151,7 @@ class DecoderPool:
     # ---- closing ----------------------------------------------------------------------------------
     def _close_table(self, t: _Table) -> None:
         with t.lock:  # waits for the owning thread's decode in flight
+            t.closed = True
             while t.open:
                 _, (dec, _) = t.open.popitem(last=False)
                 self._close(dec)
