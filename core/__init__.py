@@ -18,8 +18,7 @@ from . import errors  # noqa: E402
 from ._demo_data import make_demo_dataset
 from ._open import as_dataset, open_dataset, resolve_source
 from .dataset import Dataset
-from .cache import FrameCache
-from .decode import DecodeBackend, PyAVBackend, TorchCodecBackend, VideoIndex
+from .decode import BackendCapabilities, DecodeBackend, FrameCache, PyAVBackend, TorchCodecBackend, VideoIndex
 from .errors import PrfError
 from .ingest import ConversionReport, RoboticsDataFrame, convert_log, log_to_lerobot
 from .format import DatasetMeta, Episode, Feature, VideoRef
@@ -54,6 +53,7 @@ __all__ = [
     "Feature",
     "VideoRef",
     "DecodeBackend",
+    "BackendCapabilities",
     "PyAVBackend",
     "TorchCodecBackend",
     "FrameCache",

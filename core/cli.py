@@ -86,15 +86,18 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     from ._open import resolve_source
-    from .cache import FrameCache, dataset_videos
+    from .decode.cache import FrameCache, dataset_videos
     from .dataset import Dataset
     from .errors import MissingFilesError
     from .format import DatasetMeta
 
     cache = FrameCache(args.cache_dir, size=_parse_size(args.size))
     if args.action == "clean":
-        removed = cache.clean()
-        print(json.dumps({"removed": [str(p) for p in removed]}) if args.json else f"removed {len(removed)} stale entries")
+        from .decode import clean_index_cache
+
+        removed, indexes = cache.clean(), clean_index_cache()
+        print(json.dumps({"removed": [str(p) for p in removed], "removed_indexes": [str(p) for p in indexes]})
+              if args.json else f"removed {len(removed)} stale entries and {len(indexes)} stale packet indexes")
         return 0
     meta = DatasetMeta(resolve_source(args.dataset))
     try:
@@ -300,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Decode every frame of a dataset's videos once into memory-mapped files; "
                            "loaders given cache_dir= then read frames at memory speed. Entries are keyed by each "
                            "video's path, size and mtime, so changed videos are re-cached.")
-    cache.add_argument("action", choices=["build", "clean"], help="build: cache a dataset; clean: drop stale entries")
+    cache.add_argument("action", choices=["build", "clean"], help="build: cache a dataset; clean: drop stale entries (and stale stored packet indexes)")
     cache.add_argument("dataset", nargs="?", help="dataset folder or Hub repo id (for build)")
     cache.add_argument("--cache-dir", default=None, help="default: $PRF_CACHE/frames or ~/.cache/prf/frames")
     cache.add_argument("--size", default=None, help="store frames resized to HxW (default: as decoded)")

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from .decode import DecodeBackend, get_backend
+from .decode import DecodeBackend, resolve_backend
 from .errors import DataFileError, DatasetError, TimestampError
 from .format import INDEX_KEYS, DatasetMeta
 from .format.tables import ColumnSpec, Piece, column_specs, estimated_bytes, locate_episodes, open_cached, read_in_memory
@@ -57,7 +57,7 @@ class Dataset:
     ):
         self.meta = meta
         self.tolerance_s = float(tolerance_s)
-        self.backend = get_backend(self._resolve_auto(backend, cameras), device)
+        self.backend = resolve_backend(backend, device=device, frame_pixels=self._max_frame_pixels(cameras))
         self.delta_timestamps = {k: list(v) for k, v in (delta_timestamps or {}).items()}
         self.cameras = self._select_cameras(cameras)
         self.episodes = self._select_episodes(episodes)
@@ -66,21 +66,12 @@ class Dataset:
         self._load_rows()
 
     # ---- set-up ---------------------------------------------------------------------------------
-    #: ``backend="auto"``: torchcodec for cameras up to this many pixels, PyAV above (measured on this
-    #: project's datasets with 2 workers: torchcodec 1.9x faster at 96x96, 1.2x at 320x240, PyAV 1.25x
-    #: faster at 640x360, equal at 640x480; BENCHMARKS.md).
-    AUTO_TORCHCODEC_MAX_PIXELS = 160_000
-
-    def _resolve_auto(self, backend: Any, cameras: Iterable[str] | None) -> Any:
-        if backend != "auto":
-            return backend
-        from .decode import torchcodec_available
-
+    def _max_frame_pixels(self, cameras: Iterable[str] | None) -> int | None:
+        """``H * W`` of the largest selected video camera (``None`` without one): for ``backend="auto"``."""
         keys = self.meta.video_keys if cameras is None else [c for c in cameras if c in self.meta.video_keys]
         areas = [self.meta.features[k].shape[0] * self.meta.features[k].shape[1] for k in keys
                  if len(self.meta.features[k].shape) >= 2]
-        small = not areas or max(areas) <= self.AUTO_TORCHCODEC_MAX_PIXELS
-        return "torchcodec" if small and torchcodec_available() else "pyav"
+        return max(areas) if areas else None
 
     def _select_cameras(self, cameras: Iterable[str] | None) -> list[str]:
         all_cams = self.meta.camera_keys
@@ -306,7 +297,7 @@ class Dataset:
         """A :class:`prf.Loader` over this dataset; see its docstring for the options.
 
         Args:
-            cache_dir: serve camera frames from a decoded-frame cache there (see :mod:`prf.cache`),
+            cache_dir: serve camera frames from a decoded-frame cache there (see :mod:`prf.decode.cache`),
                 building the missing entries first (every frame decoded once, with a progress bar).
             cache_size: ``(height, width)`` the cache stores frames at (default: the videos' own).
             output: ``None`` / ``"numpy"``: NumPy batches (the :class:`prf.Loader` itself). An adapter
@@ -333,7 +324,7 @@ class Dataset:
         Raises:
             VideoError: building the cache failed (no partial entry is left).
         """
-        from .cache import CachedBackend, FrameCache, dataset_videos
+        from .decode.cache import CachedBackend, FrameCache, dataset_videos
 
         cache = FrameCache(cache_dir, size=size)
         if build:
@@ -343,7 +334,7 @@ class Dataset:
     def with_backend(self, backend: str | DecodeBackend) -> "Dataset":
         """A shallow copy of this dataset (sharing its loaded columns) that decodes with ``backend``."""
         other = copy.copy(self)
-        other.backend = get_backend(backend)
+        other.backend = resolve_backend(backend)
         return other
 
     def __repr__(self) -> str:

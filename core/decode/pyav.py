@@ -2,19 +2,21 @@
 
 Requests for several frames of one file are decoded in one pass: sorted by pts, grouped by GOP, each
 GOP decoded once forward from its keyframe; a seek happens only where it skips work. Open containers
-are cached per thread and per process (created lazily after a fork, never inherited).
+are kept per thread and per process (created lazily after a fork, never inherited), LRU-bounded in count
+and estimated bytes, and closed explicitly (:meth:`PyAVBackend.close`, LRU eviction), never left to
+finalizers.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import VideoError
+from ._base import BackendCapabilities, _PooledBackend
 from ._index import VideoIndex, get_index
-from ._per_thread import DecoderTable
+from ._per_thread import DEFAULT_MAX_OPEN, DEFAULT_MAX_OPEN_BYTES, decoder_bytes
 
 
 class _OpenVideo:
@@ -49,7 +51,7 @@ class _OpenVideo:
             pass
 
 
-class PyAVBackend:
+class PyAVBackend(_PooledBackend):
     """Decode frames with PyAV.
 
     Args:
@@ -57,61 +59,21 @@ class PyAVBackend:
             The default 1 is measured fastest for random access (frame-threaded decoders such as dav1d
             buffer several frames before presenting one); loaders parallelise across files/GOPs instead.
         max_open: open files kept per thread (least recently used are closed).
+        max_open_bytes: estimated bytes of open decoders kept per thread (see
+            :func:`prf.decode._per_thread.decoder_bytes`; default 256 MiB).
     """
 
     name = "pyav"
+    capabilities = BackendCapabilities(copy_only=False, direct_copy=False, device="cpu")
 
-    def __init__(self, thread_count: int = 1, max_open: int = 16):
+    def __init__(self, thread_count: int = 1, max_open: int = DEFAULT_MAX_OPEN,
+                 max_open_bytes: int = DEFAULT_MAX_OPEN_BYTES):
         self.thread_count = int(thread_count)
-        self.max_open = int(max_open)
-        self._decoders = DecoderTable()
-
-    # The backend is shared with loader workers: pickling drops the per-thread open files.
-    def __getstate__(self):
-        return {"thread_count": self.thread_count, "max_open": self.max_open}
-
-    def __setstate__(self, state):
-        self.__init__(**state)
+        super().__init__(max_open=max_open, max_open_bytes=max_open_bytes)
 
     def index(self, path: str | Path) -> VideoIndex:
-        """The file's packet index (pts and keyframes, from demuxing)."""
+        """The file's packet index (pts and keyframes, from demuxing; see :func:`prf.decode.get_index`)."""
         return get_index(path)
-
-    def decode(
-        self, path: str | Path, timestamps: np.ndarray, tolerance_s: float | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Frames presented at ``timestamps`` (seconds of the file's timeline).
-
-        Returns:
-            ``(frames uint8 [N, H, W, 3] RGB, pts float64 [N] seconds)``.
-
-        Raises:
-            TimestampError: a timestamp has no frame within ``tolerance_s``.
-            VideoError: the file is missing, corrupt or truncated.
-        """
-        idx = self.index(path)
-        frames_idx = idx.lookup(np.asarray(timestamps, dtype=np.float64), tolerance_s)
-        return self.decode_frames(path, frames_idx), idx.times[frames_idx]
-
-    def decode_frames(self, path: str | Path, frame_indices: np.ndarray) -> np.ndarray:
-        """Frames by index in presentation order: ``uint8 [N, H, W, 3]`` RGB.
-
-        Raises:
-            VideoError: a frame could not be decoded (corrupt or truncated file).
-        """
-        path = str(path)
-        index = self.index(path)
-        want = np.asarray(frame_indices, dtype=np.int64)
-        if want.size and (want.min() < 0 or want.max() >= index.num_frames):
-            raise VideoError(f"{path}: frame index out of range 0..{index.num_frames - 1}")
-        out = np.empty((want.size, index.height, index.width, 3), dtype=np.uint8)
-        if want.size == 0:
-            return out
-        unique, inverse = np.unique(want, return_inverse=True)
-        decoded = self.decode_frames_list(path, unique)
-        for j, slot in enumerate(inverse):
-            out[j] = decoded[slot]
-        return out
 
     def decode_frames_list(self, path: str | Path, frames: np.ndarray) -> list[np.ndarray]:
         """Frames ``frames`` (ascending, unique indices) as a list of ``uint8 [H, W, 3]`` arrays, decoded
@@ -121,33 +83,27 @@ class PyAVBackend:
             VideoError: a frame could not be decoded (corrupt or truncated file).
         """
         path = str(path)
-        return self._decode_sorted(path, self.index(path), np.asarray(frames, dtype=np.int64))
+        index = self.index(path)
+        want = np.asarray(frames, dtype=np.int64)
+        if want.size == 0:
+            return []
+        try:
+            with self._decoders.use(path, lambda p: (_OpenVideo(p, self.thread_count),
+                                                     decoder_bytes(index.width, index.height))) as v:
+                return self._decode_sorted(path, index, want, v)
+        except VideoError:
+            self._decoders.drop(path)  # the decoder's state is unknown after an error: closed
+            raise
 
     # ---- internals ------------------------------------------------------------------------------
-    def _open(self, path: str) -> _OpenVideo:
-        cache: OrderedDict[str, _OpenVideo] = self._decoders.current()
-        v = cache.get(path)
-        if v is None:
-            v = _OpenVideo(path, self.thread_count)
-            cache[path] = v
-            while len(cache) > self.max_open:
-                _, old = cache.popitem(last=False)
-                old.close()
-        else:
-            cache.move_to_end(path)
-        return v
+    @staticmethod
+    def _close_decoder(decoder: _OpenVideo) -> None:
+        decoder.close()
 
-    def _drop(self, path: str) -> None:
-        v = self._decoders.current().pop(path, None)
-        if v is not None:
-            v.close()
-
-    def _decode_sorted(self, path: str, index: VideoIndex, unique: np.ndarray) -> list[np.ndarray]:
+    def _decode_sorted(self, path: str, index: VideoIndex, unique: np.ndarray, v: _OpenVideo):
         import av
 
-        v = self._open(path)
         result: list[np.ndarray] = []
-        pts_to_idx = index.frame_of_pts
         try:
             for target in unique.tolist():
                 gop = int(index.gop_start[target])
@@ -158,8 +114,8 @@ class PyAVBackend:
                     v.position = gop - 1
                 frame = None
                 for frame in v.frames:
-                    i = pts_to_idx.get(frame.pts) if frame.pts is not None else v.position + 1
-                    if i is None:  # a pts the index does not know: count forward
+                    i = index.frame_of(frame.pts) if frame.pts is not None else None
+                    if i is None:  # no pts, or a pts the index does not know: count forward
                         i = v.position + 1
                     v.position = i
                     if i >= target:
@@ -173,10 +129,6 @@ class PyAVBackend:
                         f"the file is truncated or corrupt (decoder stopped at frame {v.position})"
                     )
                 result.append(v.to_rgb(frame))
-        except VideoError:
-            self._drop(path)
-            raise
         except (av.FFmpegError, OSError, ValueError) as e:
-            self._drop(path)
             raise VideoError(f"{path}: decoding failed near frame {v.position + 1} ({e})") from None
         return result

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ._malloc import tune_malloc
+from ..decode import DecodeBackend
 from .plan import BatchPlan, DecodedFrames, allocate, assemble, decode_tasks
 from ..errors import SamplerError
 from ..sampling import Sampler, SequentialSampler, ShuffleSampler, undelivered
@@ -178,8 +179,9 @@ class Loader:
             # Decoding: 2 * prefetch batches per worker (measured: +20% for the episode-pool order on
             # 640x360). A backend that only copies frames (the frame cache) gains nothing from locality
             # and loses to memory churn: 1 batch per worker (5x faster on so101 from the cache).
-            per_worker = getattr(getattr(self.dataset, "backend", None), "batches_per_window", None)
-            size = max(1, self.num_workers) * (per_worker or self.prefetch * 2)
+            backend = getattr(self.dataset, "backend", None)  # any object with get_batch() works
+            copy_only = isinstance(backend, DecodeBackend) and backend.capabilities.copy_only
+            size = max(1, self.num_workers) * (1 if copy_only else self.prefetch * 2)
         for i in range(0, len(todo), size):
             yield todo[i : i + size]
 
@@ -202,7 +204,7 @@ class Loader:
         decode_futs = [pool.submit(ds.decode_task, t) for t in tasks]
         # Copy-only backends (the frame cache): batch memory from the loader's thread (see plan.allocate;
         # measured 2-3x steadier there). Decoding backends allocate in the workers (measured faster there).
-        copy_only = getattr(ds.backend, "batches_per_window", None) == 1
+        copy_only = ds.backend.capabilities.copy_only
         arrays = [allocate(p, sh) if copy_only else None for p, sh in zip(plans, shapes)]
 
         def finish(batch_no: int, plan: BatchPlan, shape: dict, out: dict) -> dict[str, Any]:

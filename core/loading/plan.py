@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..decode import VideoIndex
+from ..decode import FrameSource, VideoIndex
 
 
 @dataclass
@@ -68,12 +68,13 @@ class DecodedFrames:
     """Results of decode tasks: ``uint8 [H, W, 3]`` frames by (path, frame index)."""
 
     def __init__(self) -> None:
-        self._parts: dict[str, list[tuple[np.ndarray, list[np.ndarray]]]] = {}
+        self._parts: dict[str, list[tuple[np.ndarray, FrameSource]]] = {}
 
-    def add(self, task: DecodeTask, frames: Any) -> None:
-        """``frames``: a list of ``uint8 [H, W, 3]`` arrays in the task's order, or an object with
-        ``frames[k]`` and ``copy_into(k, dest)`` (frames read on demand)."""
-        self._parts.setdefault(task.path, []).append((task.frames, frames))
+    def add(self, task: DecodeTask, frames: FrameSource | list[np.ndarray]) -> None:
+        """``frames``: what the backend's ``decode_frames_list`` returned for the task: a list of
+        ``uint8 [H, W, 3]`` arrays in the task's order, or a :class:`prf.decode.FrameSource` (e.g. the
+        frame cache's, which copies each frame from storage straight into the batch)."""
+        self._parts.setdefault(task.path, []).append((task.frames, FrameSource.of(frames)))
 
     def fill(self, out: np.ndarray, slots: np.ndarray, path: str, frames: np.ndarray) -> None:
         """``out[slots[j]] = frame frames[j] of path`` for every j."""
@@ -82,12 +83,8 @@ class DecodedFrames:
             pos = np.searchsorted(have, frames)
             pos_c = np.minimum(pos, have.size - 1)
             hit = (have[pos_c] == frames) & ~done
-            direct = getattr(arrays, "copy_into", None)  # e.g. frame-cache reads straight into the batch
             for j in np.flatnonzero(hit).tolist():
-                if direct is not None:
-                    direct(int(pos_c[j]), out[slots[j]])
-                else:
-                    out[slots[j]] = arrays[pos_c[j]]
+                arrays.copy_into(int(pos_c[j]), out[slots[j]])
             done |= hit
         if not done.all():  # a bug, never bad data: every planned frame has a task
             raise RuntimeError(f"{path}: frames {frames[~done][:5].tolist()} were planned but not decoded")
