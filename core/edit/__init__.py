@@ -7,11 +7,14 @@ no half output. Videos are remuxed packet by packet (:mod:`._remux`); parquet is
 (:mod:`._tables`).
 """
 
+from .append import append_episodes, dataset_lock, open_revision, revision_episodes, revisions
 from .delete import delete_episodes
+from .export import export_episode, export_episodes
 from .merge import merge_datasets
 from .split import split_dataset, split_episodes
 from .subset import subset_dataset
 from .upgrade import upgrade_dataset
 
-__all__ = ["delete_episodes", "merge_datasets", "split_dataset", "split_episodes", "subset_dataset",
-           "upgrade_dataset"]
+__all__ = ["append_episodes", "dataset_lock", "delete_episodes", "export_episode", "export_episodes",
+           "merge_datasets", "open_revision", "revision_episodes", "revisions", "split_dataset", "split_episodes",
+           "subset_dataset", "upgrade_dataset"]
