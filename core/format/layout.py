@@ -136,12 +136,15 @@ def write_parquet(table: pa.Table, path: Path, *, compact: bool = False) -> None
     if not compact:
         pq.write_table(table, path, compression="snappy")
         return
-    floats = [f.name for f in table.schema if _is_float(f.type)]
-    pq.write_table(table, path, compression="zstd", compression_level=9, use_byte_stream_split=floats or False,
+    floats = {f.name: leaf for f in table.schema if (leaf := _float_leaf(f)) is not None}
+    pq.write_table(table, path, compression="zstd", compression_level=9,
+                   use_byte_stream_split=list(floats.values()) or False,
                    use_dictionary=[f.name for f in table.schema if f.name not in floats])
 
 
-def _is_float(t: pa.DataType) -> bool:
+def _float_leaf(field: pa.Field) -> str | None:
+    """The Parquet leaf column path of a float feature (``action.list.element`` for a list), else None."""
+    t, path = field.type, field.name
     while pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
-        t = t.value_type
-    return pa.types.is_floating(t)
+        t, path = t.value_type, path + ".list.element"
+    return path if pa.types.is_floating(t) else None
