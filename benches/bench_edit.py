@@ -46,7 +46,7 @@ print("RESULT " + json.dumps(res))
 """
 
 
-def generate(root: Path, episodes: int, length: int) -> Path:
+def generate(root: Path, episodes: int, length: int, codec: str = "h264") -> Path:
     import prf
 
     if (root / "meta" / "info.json").is_file():
@@ -66,7 +66,9 @@ def generate(root: Path, episodes: int, length: int) -> Path:
                    "observation.images.cam": fr, "task": f"task {e % 3}"}
 
     # shard sizes chosen so that the 300k-frame dataset has several data and video files
-    return prf.write_lerobot_dataset(root, feats, eps(), 30, data_files_size_in_mb=8, video_files_size_in_mb=12)
+    # H.264: SVT-AV1 deadlocked once here (every encoder thread on a futex) on a heavily loaded machine
+    return prf.write_lerobot_dataset(root, feats, eps(), 30, data_files_size_in_mb=8, video_files_size_in_mb=12,
+                                     video_codec=codec)
 
 
 def grow(big: Path, seed: Path, frames: int) -> Path:
@@ -87,6 +89,10 @@ def grow(big: Path, seed: Path, frames: int) -> Path:
 def run_prf(root: Path, out: Path, drop: int) -> dict[str, float]:
     import prf
 
+    # warm-up outside the timing (LeRobot's imports are outside its timing too): the first edit of a
+    # process pays lazy imports (pyarrow.dataset -> pandas, PyAV codecs), seconds on a loaded machine
+    prf.delete_episodes(REPO / ".." / "shared" / "data" / "lerobot" / "pusht_sim_v30", out / "warmup", [0],
+                        progress=False)
     res = {}
     t = time.perf_counter()
     prf.delete_episodes(root, out / "delete", [drop], progress=False)
@@ -110,6 +116,17 @@ def run_lerobot(python: str, root: Path, out: Path, drop: int) -> dict[str, floa
     return json.loads(line[0][7:])
 
 
+def _compare(a, cache: Path, name: str, root: Path, drop: int, results: dict) -> None:
+    row = {}
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        row["prf"] = run_prf(root, Path(tmp) / "prf", drop)
+        print(f"{name} prf: {row['prf']}", file=sys.stderr, flush=True)
+        if a.lerobot_python:
+            row["lerobot"] = run_lerobot(a.lerobot_python, root, Path(tmp) / "lerobot", drop)
+            print(f"{name} lerobot: {row['lerobot']}", file=sys.stderr, flush=True)
+    results["datasets"][name] = row
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lerobot-python", default=None, help="a Python with lerobot 0.4.4 (skip LeRobot when absent)")
@@ -117,29 +134,23 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=2000)
     p.add_argument("--length", type=int, default=150)
     p.add_argument("--append-frames", type=int, default=10_000_000)
+    p.add_argument("--codec", default="h264", help="codec of the generated dataset (h264 or av1)")
     p.add_argument("--json", default=None, help="write the results here")
     a = p.parse_args()
     import prf
 
     cache = Path(a.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    gen = generate(cache / f"gen_{a.episodes}x{a.length}", a.episodes, a.length)
+    aloha = REPO / ".." / "shared" / "data" / "lerobot" / "aloha_multicam_v30"
+    load = os.getloadavg()
+    results: dict = {"load_average_at_start": load, "datasets": {}}
+    _compare(a, cache, "aloha_multicam_v30", aloha, 5, results)
+    gen = generate(cache / f"gen_{a.episodes}x{a.length}_{a.codec}", a.episodes, a.length, a.codec)
     meta = prf.DatasetMeta(gen)
     print(f"generated: {meta.total_episodes} episodes, {meta.total_frames} frames, "
           f"{len(list((gen / 'videos').rglob('*.mp4')))} mp4 shards, {len(list((gen / 'data').rglob('*.parquet')))} "
           f"data files", file=sys.stderr)
-    load = os.getloadavg()
-    results: dict = {"load_average_at_start": load, "datasets": {}}
-    aloha = REPO / ".." / "shared" / "data" / "lerobot" / "aloha_multicam_v30"
-    for name, root, drop in [("generated", gen, meta.total_episodes // 2), ("aloha_multicam_v30", aloha, 5)]:
-        row = {}
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            row["prf"] = run_prf(root, Path(tmp) / "prf", drop)
-            print(f"{name} prf: {row['prf']}", file=sys.stderr)
-            if a.lerobot_python:
-                row["lerobot"] = run_lerobot(a.lerobot_python, root, Path(tmp) / "lerobot", drop)
-                print(f"{name} lerobot: {row['lerobot']}", file=sys.stderr)
-        results["datasets"][name] = row
+    _compare(a, cache, "generated", gen, meta.total_episodes // 2, results)
     # append 10 episodes to a large dataset
     ten = cache / "ten_episodes"
     if not ten.exists():
