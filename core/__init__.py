@@ -39,6 +39,16 @@ from .sampling import (
 from .stats import compute_stats
 from .query import score_episodes, similar, sql, validate
 from .writer import write_lerobot_dataset
+from . import edit
+from .edit import (
+    append_episodes,
+    delete_episodes,
+    export_episodes,
+    merge_datasets,
+    split_dataset,
+    subset_dataset,
+    upgrade_dataset,
+)
 
 from ._version import __version__
 
@@ -78,6 +88,14 @@ __all__ = [
     "RoboticsDataFrame",
     "log_to_lerobot",
     "write_lerobot_dataset",
+    "edit",
+    "delete_episodes",
+    "split_dataset",
+    "merge_datasets",
+    "subset_dataset",
+    "append_episodes",
+    "upgrade_dataset",
+    "export_episodes",
     "sql",
     "score_episodes",
     "similar",

@@ -8,6 +8,9 @@
     prf validate PATH [--json]        integrity checks before training (exit 1 when an error is found)
     prf score PATH [--json]           per-episode quality scores
     prf similar PATH --episode E --frame F [-k 10] [--json]   nearest frames by state/action
+    prf edit delete|split|merge|subset|append ...   edit datasets, videos remuxed (see prf edit -h)
+    prf upgrade SRC OUT               v2.0/v2.1 -> v3.0
+    prf export SRC --episode E OUT    episodes as mp4 per camera + npz + metadata.json
 
 Exit codes: 0 success, 1 a prf error (bad dataset, decode failure, not a log; the message names the
 file), 2 bad usage, 3 an inconsistent dataset (``prf info --strict`` with mismatches), 4 a log
@@ -255,6 +258,156 @@ def _add_query_commands(sub) -> None:
     m.set_defaults(func=_cmd_similar)
 
 
+# ---- editing: prf edit delete/split/merge/subset/append, prf upgrade, prf export -------------------
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated episode indices, got {text!r}") from None
+
+
+def _fractions(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAME=FRACTION,..., got {text!r}") from None
+    return out
+
+
+def _edit_result(args: argparse.Namespace, summary: dict) -> int:
+    if args.json:
+        print(json.dumps(_json_ready(summary), indent=2))
+    else:
+        print(f"wrote {summary.get('output', '')}", file=sys.stderr)
+    return 0
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from . import edit
+
+    progress = not args.quiet
+    kw = {"progress": progress}
+    if args.edit == "delete":
+        eps = args.query if args.query is not None else args.episodes
+        if eps is None:
+            print("prf edit delete: error: give --episodes or --query", file=sys.stderr)
+            return 2
+        s = edit.delete_episodes(args.src, args.out, eps, overwrite=args.overwrite, compact=args.compact, **kw)
+    elif args.edit == "split":
+        splits = args.fractions if args.fractions is not None else {
+            name: _int_list(v) for name, _, v in (p.partition("=") for p in args.episodes)}
+        s = edit.split_dataset(args.src, args.out_dir, splits, seed=args.seed, overwrite=args.overwrite,
+                               compact=args.compact, **kw)
+    elif args.edit == "merge":
+        s = edit.merge_datasets(args.sources, args.out, overwrite=args.overwrite, compact=args.compact, **kw)
+    elif args.edit == "subset":
+        s = edit.subset_dataset(args.src, args.out, episodes=args.episodes, features=args.features,
+                                drop_features=args.drop, overwrite=args.overwrite, compact=args.compact, **kw)
+    elif args.edit == "append":
+        s = edit.append_episodes(args.dst, args.src, episodes=args.episodes, compact=args.compact, **kw)
+    else:  # pragma: no cover - argparse restricts the choices
+        raise SystemExit(2)
+    return _edit_result(args, s)
+
+
+def _cmd_upgrade(args: argparse.Namespace) -> int:
+    from . import edit
+
+    s = edit.upgrade_dataset(args.src, args.out, episodes=args.episodes, overwrite=args.overwrite,
+                             compact=args.compact, progress=not args.quiet)
+    return _edit_result(args, s)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from . import edit
+
+    s = edit.export_episodes(args.src, args.out, args.episode, stop_on_error=args.stop_on_error,
+                             overwrite=args.overwrite, progress=not args.quiet)
+    _edit_result(args, s)
+    return 1 if s["failed"] else 0
+
+
+def _add_edit_commands(sub) -> None:
+    def common(p, compact: bool = True) -> None:
+        p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        if compact:
+            p.add_argument("--compact", action="store_true",
+                           help="float columns with BYTE_STREAM_SPLIT + zstd (smaller parquet, LeRobot reads it)")
+
+    ed = sub.add_parser("edit", help="delete / split / merge / subset / append datasets (videos remuxed)",
+                        description="Edit LeRobot datasets without re-encoding videos. Every output is LeRobot "
+                        "v3.0, built in a temporary folder beside it and renamed at the end.")
+    es = ed.add_subparsers(dest="edit", metavar="OPERATION")
+    es.required = True
+    d = es.add_parser("delete", help="a copy without some episodes")
+    d.add_argument("src")
+    d.add_argument("out")
+    d.add_argument("--episodes", type=_int_list, default=None, help="comma-separated episode indices, e.g. 1,5")
+    d.add_argument("--query", default=None, help='SQL selecting the episodes to delete ("SELECT episode_index '
+                   'FROM episodes WHERE ...", needs prf[query])')
+    d.add_argument("--overwrite", action="store_true")
+    common(d)
+    sp = es.add_parser("split", help="one dataset per split under OUT_DIR")
+    sp.add_argument("src")
+    sp.add_argument("out_dir")
+    g = sp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--fractions", type=_fractions, default=None, help="e.g. train=0.9,val=0.1")
+    g.add_argument("--episodes", nargs="+", default=None, metavar="NAME=E,E,...", help="e.g. train=0,1,2 val=3")
+    sp.add_argument("--seed", type=int, default=None, help="shuffle episodes before taking fractions")
+    sp.add_argument("--overwrite", action="store_true")
+    common(sp)
+    m = es.add_parser("merge", help="concatenate datasets with the same features and fps")
+    m.add_argument("out")
+    m.add_argument("sources", nargs="+")
+    m.add_argument("--overwrite", action="store_true")
+    common(m)
+    su = es.add_parser("subset", help="keep some episodes and/or features (cameras)")
+    su.add_argument("src")
+    su.add_argument("out")
+    su.add_argument("--episodes", type=_int_list, default=None)
+    fg = su.add_mutually_exclusive_group()
+    fg.add_argument("--features", type=lambda t: [v for v in t.split(",") if v], default=None,
+                    help="comma-separated features to keep")
+    fg.add_argument("--drop", type=lambda t: [v for v in t.split(",") if v], default=None,
+                    help="comma-separated features to drop")
+    su.add_argument("--overwrite", action="store_true")
+    common(su)
+    a = es.add_parser("append", help="append SRC's episodes to DST in place (one revision, locked)")
+    a.add_argument("dst")
+    a.add_argument("src")
+    a.add_argument("--episodes", type=_int_list, default=None, help="only these episodes of SRC")
+    common(a)
+    ed.set_defaults(func=_cmd_edit)
+
+    up = sub.add_parser("upgrade", help="convert a v2.0/v2.1 dataset to v3.0",
+                        description="LeRobot's v2.1 -> v3.0 conversion: episodes concatenated into shards, "
+                        "from_timestamp offsets, episodes_stats flattened into stats/* columns; videos remuxed.")
+    up.add_argument("src")
+    up.add_argument("out")
+    up.add_argument("--episodes", type=_int_list, default=None, help="convert only these (e.g. a partial download)")
+    up.add_argument("--overwrite", action="store_true")
+    common(up)
+    up.set_defaults(func=_cmd_upgrade)
+
+    ex = sub.add_parser("export", help="episodes as mp4 per camera + npz + metadata.json",
+                        description="Export episodes to OUT/episode_XXXXXX/: a trimmed mp4 per camera (remuxed), "
+                        "sensors.npz / actions.npz / other.npz with timestamps_ns, metadata.json. Exit 1 when an "
+                        "episode failed (the others are still exported unless --stop-on-error).")
+    ex.add_argument("src")
+    ex.add_argument("--episode", type=_int_list, required=True, help="episode index or comma-separated indices")
+    ex.add_argument("out")
+    ex.add_argument("--stop-on-error", action="store_true")
+    ex.add_argument("--overwrite", action="store_true")
+    common(ex, compact=False)
+    ex.set_defaults(func=_cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prf", description="Fast, frame-exact LeRobot dataset loading.")
     from ._version import __version__
@@ -310,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--json", action="store_true", help="machine-readable output")
     cache.set_defaults(func=_cmd_cache)
     _add_query_commands(sub)
+    _add_edit_commands(sub)
     return p
 
 

@@ -41,6 +41,18 @@ def pick_encoder(codec: str = "auto") -> str:
     raise WriteError(f"no encoder for codec {codec!r} in this PyAV build (tried {families})")
 
 
+def encoder_options(encoder: str, *, gop: int = 2, crf: int = 30) -> dict[str, str]:
+    """FFmpeg options prf encodes with: a keyframe every ``gop`` frames, ``crf``, and a fast preset
+    (SVT-AV1 preset 10, x264 veryfast); used by :class:`VideoEncoder` and by the editors when they
+    re-encode a GOP that straddles a cut (:mod:`prf.edit`)."""
+    options = {"g": str(gop), "crf": str(crf)}
+    if encoder == "libsvtav1":
+        options["preset"] = "10"
+    elif encoder == "libx264":
+        options["preset"] = "veryfast"
+    return options
+
+
 class VideoEncoder:
     """Append ``uint8 [N, H, W, 3]`` RGB frames to an mp4 at a constant ``fps``.
 
@@ -70,12 +82,7 @@ class VideoEncoder:
         self._container = av.open(self.path, "w")
         stream = self._container.add_stream(self.encoder, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = int(width), int(height), "yuv420p"
-        options = {"g": str(gop), "crf": str(crf)}
-        if self.encoder == "libsvtav1":
-            options["preset"] = "10"
-        elif self.encoder == "libx264":
-            options["preset"] = "veryfast"
-        stream.options = options
+        stream.options = encoder_options(self.encoder, gop=gop, crf=crf)
         stream.time_base = Fraction(1, int(round(fps))) if float(fps).is_integer() else stream.time_base
         self._stream = stream
         self._fps = fps

@@ -82,6 +82,12 @@ class WriteError(PrfError):
     """Writing a dataset failed; nothing partial is left at the destination."""
 
 
+class EditError(PrfError, ValueError):
+    """A dataset edit (delete, split, merge, select, append, upgrade, export) was asked for something
+    impossible: unknown or no remaining episodes, datasets whose features or fps differ, an output
+    inside a source, a dataset locked by another writer. Nothing is written when it is raised."""
+
+
 class SamplerError(PrfError, ValueError):
     """A sampler's arguments are inconsistent (unknown episode, bad weights), or a state to resume
     from belongs to another sampler, shard or dataset."""
@@ -143,6 +149,7 @@ __all__ = [
     "TimestampError",
     "DeltaTimestampsError",
     "WriteError",
+    "EditError",
     "SamplerError",
     "StatsError",
     "PluginError",

@@ -1,0 +1,190 @@
+"""prf.edit against LeRobot 0.4.4's own dataset_tools (delete_episodes, split_dataset, merge_datasets),
+side by side in one run, on a generated v3.0 video dataset and on aloha_multicam_v30; then appending
+10 episodes to a large dataset.
+
+    python benches/bench_edit.py --lerobot-python ../.lerobot-ref-venv/bin/python [--append-frames 10000000]
+
+The generated dataset (default 2,000 episodes x 150 frames = 300k frames, one 64x64 camera in several
+mp4 shards, state/action 6-d) is written once with prf.write_lerobot_dataset into --cache-dir. The
+large dataset for the append is grown from it by prf.append_episodes until it holds --append-frames
+frames (cached too). Each operation runs once per tool (wall-clock seconds); outputs go to a temporary
+folder that is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benches"))
+
+LEROBOT_SCRIPT = r"""
+import json, sys, time, shutil
+from pathlib import Path
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.datasets.dataset_tools import delete_episodes, split_dataset, merge_datasets
+root, out, drop = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+ds = LeRobotDataset("bench/src", root=root)
+res = {}
+t = time.perf_counter(); delete_episodes(ds, [drop], output_dir=out / "delete", repo_id="bench/del")
+res["delete"] = time.perf_counter() - t
+t = time.perf_counter(); parts = split_dataset(ds, {"train": 0.9, "val": 0.1}, output_dir=out / "split")
+res["split"] = time.perf_counter() - t
+t = time.perf_counter(); merge_datasets([parts["train"], parts["val"]], "bench/merged", output_dir=out / "merge")
+res["merge"] = time.perf_counter() - t
+print("RESULT " + json.dumps(res))
+"""
+
+
+def generate(root: Path, episodes: int, length: int, codec: str = "h264") -> Path:
+    import prf
+
+    if (root / "meta" / "info.json").is_file():
+        return root
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    feats = {"observation.state": {"dtype": "float32", "shape": [6]}, "action": {"dtype": "float32", "shape": [6]},
+             "observation.images.cam": {"dtype": "video", "shape": [64, 64, 3]}}
+
+    def eps():
+        for e in range(episodes):
+            t = np.arange(length)[:, None, None]
+            base = ((xx[None] * 3 + yy[None] * 2 + t * 5 + e * 17) % 256).astype(np.uint8)
+            fr = np.stack([base, np.roll(base, e % 7, axis=1), 255 - base], axis=-1)
+            yield {"observation.state": rng.normal(size=(length, 6)).astype(np.float32),
+                   "action": rng.normal(size=(length, 6)).astype(np.float32),
+                   "observation.images.cam": fr, "task": f"task {e % 3}"}
+
+    # shard sizes chosen so that the 300k-frame dataset has several data and video files
+    # H.264: SVT-AV1 deadlocked once here (every encoder thread on a futex) on a heavily loaded machine
+    return prf.write_lerobot_dataset(root, feats, eps(), 30, data_files_size_in_mb=8, video_files_size_in_mb=12,
+                                     video_codec=codec)
+
+
+def grow(big: Path, seed: Path, frames: int) -> Path:
+    """A dataset of at least ``frames`` frames: ``seed`` copied, then appended to itself."""
+    import prf
+
+    if (big / "meta" / "info.json").is_file() and prf.DatasetMeta(big).total_frames >= frames:
+        return big
+    if big.exists():
+        shutil.rmtree(big)
+    shutil.copytree(seed, big)
+    while prf.DatasetMeta(big).total_frames < frames:
+        prf.append_episodes(big, seed, progress=False)
+        print(f"  grown to {prf.DatasetMeta(big).total_frames} frames", file=sys.stderr)
+    return big
+
+
+def run_prf(root: Path, out: Path, drop: int) -> dict[str, float]:
+    import prf
+
+    # warm-up outside the timing (LeRobot's imports are outside its timing too): the first edit of a
+    # process pays lazy imports (pyarrow.dataset -> pandas, PyAV codecs), seconds on a loaded machine
+    prf.delete_episodes(REPO / ".." / "shared" / "data" / "lerobot" / "pusht_sim_v30", out / "warmup", [0],
+                        progress=False)
+    res = {}
+    t = time.perf_counter()
+    prf.delete_episodes(root, out / "delete", [drop], progress=False)
+    res["delete"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prf.split_dataset(root, out / "split", {"train": 0.9, "val": 0.1}, progress=False)
+    res["split"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prf.merge_datasets([out / "split" / "train", out / "split" / "val"], out / "merge", progress=False)
+    res["merge"] = time.perf_counter() - t
+    return res
+
+
+def run_lerobot(python: str, root: Path, out: Path, drop: int) -> dict[str, float]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    r = subprocess.run([python, "-c", LEROBOT_SCRIPT, str(root), str(out), str(drop)], capture_output=True,
+                       text=True, env=env, timeout=7200)
+    line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+    if r.returncode != 0 or not line:
+        raise RuntimeError(f"LeRobot failed on {root}:\n{r.stderr[-3000:]}")
+    return json.loads(line[0][7:])
+
+
+def _compare(a, cache: Path, name: str, root: Path, drop: int, results: dict) -> None:
+    row = {}
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        row["prf"] = run_prf(root, Path(tmp) / "prf", drop)
+        print(f"{name} prf: {row['prf']}", file=sys.stderr, flush=True)
+        if a.lerobot_python:
+            row["lerobot"] = run_lerobot(a.lerobot_python, root, Path(tmp) / "lerobot", drop)
+            print(f"{name} lerobot: {row['lerobot']}", file=sys.stderr, flush=True)
+    results["datasets"][name] = row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lerobot-python", default=None, help="a Python with lerobot 0.4.4 (skip LeRobot when absent)")
+    p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/prf/bench_edit"))
+    p.add_argument("--episodes", type=int, default=2000)
+    p.add_argument("--length", type=int, default=150)
+    p.add_argument("--append-frames", type=int, default=10_000_000)
+    p.add_argument("--codec", default="h264", help="codec of the generated dataset (h264 or av1)")
+    p.add_argument("--json", default=None, help="write the results here")
+    a = p.parse_args()
+    import prf
+
+    cache = Path(a.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    aloha = REPO / ".." / "shared" / "data" / "lerobot" / "aloha_multicam_v30"
+    load = os.getloadavg()
+    results: dict = {"load_average_at_start": load, "datasets": {}}
+    _compare(a, cache, "aloha_multicam_v30", aloha, 5, results)
+    gen = generate(cache / f"gen_{a.episodes}x{a.length}_{a.codec}", a.episodes, a.length, a.codec)
+    meta = prf.DatasetMeta(gen)
+    print(f"generated: {meta.total_episodes} episodes, {meta.total_frames} frames, "
+          f"{len(list((gen / 'videos').rglob('*.mp4')))} mp4 shards, {len(list((gen / 'data').rglob('*.parquet')))} "
+          f"data files", file=sys.stderr)
+    _compare(a, cache, "generated", gen, meta.total_episodes // 2, results)
+    # append 10 episodes to a large dataset
+    ten = cache / "ten_episodes"
+    if not ten.exists():
+        prf.subset_dataset(gen, ten, episodes=range(10), progress=False)
+    big = grow(cache / f"big_{a.append_frames}", gen, a.append_frames)
+    target = cache / "big_append_target"
+    if target.exists():
+        shutil.rmtree(target)
+    t = time.perf_counter()
+    from prf.edit._common import link_tree
+
+    link_tree(big, target)  # a hard-linked copy to append to, so the cached one stays as it is
+    t_copy = time.perf_counter() - t
+    t = time.perf_counter()
+    rec = prf.append_episodes(target, ten, progress=False)
+    t_append = time.perf_counter() - t
+    results["append"] = {"frames_before": rec["frames"][0], "episodes_before": rec["episodes"][0],
+                         "appended_frames": rec["frames"][1] - rec["frames"][0], "seconds": t_append,
+                         "hardlink_copy_seconds": t_copy}
+    shutil.rmtree(target)
+    results["load_average_at_end"] = os.getloadavg()
+    print(json.dumps(results, indent=2))
+    print("\n| dataset | operation | prf s | LeRobot s | speed-up |\n|---|---|---|---|---|")
+    for name, row in results["datasets"].items():
+        for op in ("delete", "split", "merge"):
+            lr = row.get("lerobot", {}).get(op)
+            print(f"| {name} | {op} | {row['prf'][op]:.2f} | {lr:.1f} | {lr / row['prf'][op]:.0f}x |" if lr else
+                  f"| {name} | {op} | {row['prf'][op]:.2f} | - | - |")
+    ap = results["append"]
+    print(f"\nappend 10 episodes ({ap['appended_frames']} frames) to {ap['frames_before']} frames / "
+          f"{ap['episodes_before']} episodes: {ap['seconds']:.2f} s")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
