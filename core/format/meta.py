@@ -281,9 +281,13 @@ def _parse_features(raw: Any, path: Path) -> dict[str, Feature]:
 
 
 def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """Read a parquet file, turning any failure into a :class:`DataFileError` naming the file."""
+    """Read a parquet file, turning any failure into a :class:`DataFileError` naming the file.
+
+    Page checksums (CRC-32, written by prf's writer) are verified where a page has one: a corrupted
+    page is a :class:`DataFileError`, not silently changed values. Pages without a checksum (files
+    written by LeRobot or other tools without ``write_page_checksum``) cannot be checked."""
     try:
-        return pq.read_table(path, columns=columns)
+        return pq.read_table(path, columns=columns, page_checksum_verification=True)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:
