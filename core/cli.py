@@ -22,14 +22,14 @@ from .errors import PrfError
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .info import describe_path, format_text
+    from .info import describe_path, format_text, is_consistent
 
     d = describe_path(args.dataset)
     if args.json:
         print(json.dumps(d, indent=2))
     else:
         print(format_text(d))
-    if args.strict and any(c["mismatches"] for c in d["cameras"]):
+    if args.strict and not is_consistent(d):
         return 3
     return 0
 
@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "with info.json.")
     info.add_argument("dataset", help="dataset folder or Hub repo id")
     info.add_argument("--json", action="store_true", help="machine-readable output")
-    info.add_argument("--strict", action="store_true", help="exit with 3 when the files disagree with info.json")
+    info.add_argument("--strict", action="store_true", help="exit with 3 when the files disagree with info.json "
+                      "or no episode has all its files")
     info.set_defaults(func=_cmd_info)
 
     demo = sub.add_parser("demo", help="train a small policy on a dataset (prf's main job)",
