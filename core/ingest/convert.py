@@ -100,10 +100,11 @@ class ConversionReport:
 
     @property
     def failed_topics(self) -> list[str]:
-        """Topics with messages skipped for an error (not for ``topics=``/``start``/``end``)."""
+        """Topics with messages skipped for an error (not for ``topics=``/``start``/``end``). A topic
+        without messages whose schema cannot be used loses nothing: it is not listed here (its
+        ``error`` says what is wrong, and :attr:`warnings` names it)."""
         return [name for name, t in self.topics.items()
-                if any(k not in (NOT_SELECTED, OUTSIDE_TIME_RANGE) and n for k, n in t.skipped.items())
-                or (t.error and t.total == 0 and t.file is None)]
+                if any(k not in (NOT_SELECTED, OUTSIDE_TIME_RANGE) and n for k, n in t.skipped.items())]
 
     @property
     def complete(self) -> bool:
@@ -462,6 +463,8 @@ def _convert(log: RawLog, tmp: Path, wanted: list[str] | None, start: int | None
                                               f"were found in the data")
         rep.total = total
         rep.skipped = {k: v for k, v in skipped.items() if v}
+        if total == 0 and o.skip is not None and selected(o):
+            warnings.append(f"{o.name}: no messages; its schema cannot be used ({o.skip.detail})")
         assert rep.written + rep.n_skipped == rep.total, (o.name, rep)
         reports[o.name] = rep
     if wanted is not None and not log.counts_known:
