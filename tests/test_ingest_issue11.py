@@ -46,3 +46,72 @@ def test_convert_exit_0_when_only_an_empty_topic_has_a_schema_problem(tmp_path, 
         w.add_message(c, log_time=1, publish_time=1, data=b"\0\1\0\0")
         w.finish()
     assert main(["convert", str(tmp_path / "b.mcap"), str(tmp_path / "o2"), "--quiet"]) == 4
+
+
+# ---- item 11 ----------------------------------------------------------------------------------------
+#: sensor_msgs/JointState as bags recorded before ROS Electric embed it: Header still lived in roslib
+OLD_JOINT_STATE_DEF = """Header header
+string[] name
+float64[] position
+float64[] velocity
+float64[] effort
+
+================================================================================
+MSG: roslib/Header
+# Standard metadata for higher-level flow data types
+uint32 seq
+time stamp
+string frame_id
+"""
+
+
+def _roslib_header_bag(path, n=120):
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS1_NOETIC)
+    JointState, Header = store.types["sensor_msgs/msg/JointState"], store.types["std_msgs/msg/Header"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    with Writer(path) as w:
+        c = w.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=store,
+                             msgdef=OLD_JOINT_STATE_DEF, md5sum="3066dcd76a6cfaef579bd0f34173e9fd")
+        for k in range(n):
+            t = 1_300_000_000_000_000_000 + k * 10_000_000
+            m = JointState(header=Header(seq=k, stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="base"),
+                           name=["shoulder", "elbow"], position=np.array([0.1 * k, -0.2 * k]),
+                           velocity=np.array([1.0, float(k)]), effort=np.zeros(2))
+            w.write(c, t, store.serialize_ros1(m, "sensor_msgs/msg/JointState"))
+
+
+def _rosbags_messages(path):
+    """What rosbags itself reads from the bag (its reader; values deserialized with ROS 1 Noetic's
+    built-in JointState, whose layout roslib/Header shares)."""
+    from rosbags.rosbag1 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS1_NOETIC)
+    with Reader(path) as r:
+        assert "MSG: roslib/Header" in r.connections[0].msgdef.data
+        return [(t, store.deserialize_ros1(d, "sensor_msgs/msg/JointState")) for _c, t, d in r.messages()]
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed", "salvaged"])
+def test_ros1_bag_with_roslib_header_converts(tmp_path, indexed):
+    import _logs
+
+    _roslib_header_bag(tmp_path / "a.bag")
+    want = _rosbags_messages(tmp_path / "a.bag")
+    assert len(want) == 120
+    src = tmp_path / "a.bag"
+    if not indexed:
+        _logs.unindexed_copy(src, tmp_path / "u.bag")
+        src = tmp_path / "u.bag"
+    report = prf.convert_log(src, tmp_path / "o", progress=False)
+    rep = report.topics["/joint_states"]
+    assert (rep.written, rep.skipped) == (120, {}) and report.complete, rep
+    t = pq.read_table(tmp_path / "o" / rep.file)
+    assert t.column("log_time").to_pylist() == [tm for tm, _m in want]
+    assert t.column("header.seq").to_pylist() == [m.header.seq for _t, m in want]
+    assert t.column("header.frame_id").to_pylist() == ["base"] * 120
+    assert t.column("position").to_pylist() == [m.position.tolist() for _t, m in want]
+    assert t.column("velocity").to_pylist() == [m.velocity.tolist() for _t, m in want]
