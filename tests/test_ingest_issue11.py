@@ -115,3 +115,68 @@ def test_ros1_bag_with_roslib_header_converts(tmp_path, indexed):
     assert t.column("header.frame_id").to_pylist() == ["base"] * 120
     assert t.column("position").to_pylist() == [m.position.tolist() for _t, m in want]
     assert t.column("velocity").to_pylist() == [m.velocity.tolist() for _t, m in want]
+
+
+# ---- item 12 ----------------------------------------------------------------------------------------
+def _turtle_records():
+    """Every message of the turtlesim bag with where its record lies in the file, from rosbags' own
+    index (not prf's parser): (topic, time, record start, end of its header, record end, raw data)."""
+    import struct
+
+    from rosbags.rosbag1 import Reader
+
+    data = TURTLE.read_bytes()
+    out = []
+    with Reader(TURTLE) as r:
+        topic_of = {c.id: c.topic for c in r.connections}
+        starts = {}
+        for cid, entries in r.indexes.items():
+            for e in entries:
+                (chlen,) = struct.unpack_from("<I", data, e.chunk_pos)
+                chunk_data = e.chunk_pos + 4 + chlen + 4
+                starts[(cid, e.time, e.offset)] = chunk_data + e.offset
+        raw = {}
+        for c, t, d in r.messages():
+            raw.setdefault((c.id, t), []).append(d)
+    for (cid, t, _off), pos in sorted(starts.items(), key=lambda kv: kv[1]):
+        (hlen,) = struct.unpack_from("<I", data, pos)
+        (dlen,) = struct.unpack_from("<I", data, pos + 4 + hlen)
+        head_end = pos + 4 + hlen + 4
+        out.append((topic_of[cid], t, pos, head_end, head_end + dlen, raw[(cid, t)].pop(0)))
+    return out
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7, "mid-message"])
+def test_ros1_bag_cut_short_keeps_every_complete_record(tmp_path, fraction):
+    import struct
+    from collections import Counter
+
+    records = _turtle_records()
+    assert len(records) == 8647
+    data = TURTLE.read_bytes()
+    if fraction == "mid-message":  # inside the data of a message whose header is complete
+        rec = next(r for r in records if r[0] == "/turtle1/pose" and r[2] > len(data) * 0.4)
+        cut = (rec[3] + rec[4]) // 2
+    else:
+        cut = int(len(data) * fraction)
+    (tmp_path / "cut.bag").write_bytes(data[:cut])
+    complete = [r for r in records if r[4] <= cut]
+    cut_short = Counter(r[0] for r in records if r[3] <= cut < r[4])
+    report = prf.convert_log(tmp_path / "cut.bag", tmp_path / "o", progress=False)
+    assert not report.complete and "ends inside a record (the chunk" in report.read_error
+    want = Counter(r[0] for r in complete)
+    assert sum(want.values()) > 0.2 * 8647 * min(0.3 if fraction == "mid-message" else fraction, 1)
+    got = {name: t.written for name, t in report.topics.items() if t.written}
+    assert got == dict(want)
+    for name, t in report.topics.items():
+        assert t.written + sum(t.skipped.values()) == t.total
+        assert t.skipped == ({"unreadable": cut_short[name]} if cut_short[name] else {}), (name, t.skipped)
+    if fraction == "mid-message":
+        assert sum(cut_short.values()) == 1 and report.topics["/turtle1/pose"].skipped == {"unreadable": 1}
+    # the values are those of the same records as rosbags reads them (turtlesim/Pose: 5 float32)
+    poses = [r for r in complete if r[0] == "/turtle1/pose"]
+    t = pq.read_table(tmp_path / "o" / report.topics["/turtle1/pose"].file)
+    assert t.column("log_time").to_pylist() == [r[1] for r in poses]
+    assert t.column("x").to_pylist() == [struct.unpack_from("<f", r[5])[0] for r in poses]
+    rc = main(["convert", str(tmp_path / "cut.bag"), str(tmp_path / "o2"), "--quiet"])
+    assert rc == 4  # converted in part: the file was cut short

@@ -436,7 +436,8 @@ def _convert(log: RawLog, tmp: Path, wanted: list[str] | None, start: int | None
         if o.decode_errors:
             skipped[DECODE_ERROR] = o.decode_errors
             rep.error = o.first_error
-        total = (declared_total or 0) if pushdown else o.seen
+        cut_short = 0 if pushdown else sum(log.unreadable.get(sid, 0) for sid in o.ids)
+        total = (declared_total or 0) if pushdown else o.seen + cut_short
         if not selected(o):
             skipped[NOT_SELECTED] = total
         elif o.skip is not None:
@@ -445,6 +446,10 @@ def _convert(log: RawLog, tmp: Path, wanted: list[str] | None, start: int | None
         else:
             rest = total - written - o.decode_errors
             if not pushdown:
+                if cut_short:
+                    skipped[UNREADABLE] = cut_short
+                    rep.error = rep.error or log.read_error
+                    rest -= cut_short
                 if rest:
                     skipped[OUTSIDE_TIME_RANGE] = rest
             elif rest < 0:
