@@ -100,5 +100,7 @@ def loader(dataset: _prf.Dataset | Dataset, batch_size: int = 1, **kwargs: Any) 
 
 
 from ._stateful import BatchIterableDataset, TorchSampler  # noqa: E402
+from .lerobot import LeRobotDataset, LeRobotDatasetMetadata  # noqa: E402  (drop-in for LeRobot's)
 
-__all__ = ["Dataset", "to_torch", "to_lerobot_images", "loader", "TorchSampler", "BatchIterableDataset"]
+__all__ = ["Dataset", "to_torch", "to_lerobot_images", "loader", "TorchSampler", "BatchIterableDataset",
+           "LeRobotDataset", "LeRobotDatasetMetadata"]
