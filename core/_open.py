@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .dataset import Dataset
 from .decode import DecodeBackend
-from .errors import MetadataError
+from .errors import DatasetError, MetadataError
 from .format import DatasetMeta
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -99,6 +99,7 @@ def resolve_source(
         MetadataError: the folder does not exist and ``source`` is not a repo id; or the repo's
             ``meta/`` is not a LeRobot dataset's.
         ImportError: a repo id was given and ``huggingface_hub`` is not installed (``pip install prf[hub]``).
+        DatasetError: the repo cannot be fetched (offline, no such repo, network); names repo and cause.
     """
     return _resolve(source, revision, None if episodes is None else [int(e) for e in episodes],
                     None if cameras is None else list(cameras))[0]
@@ -122,14 +123,28 @@ def _resolve(source: str | Path, revision: str | None, episodes: list[int] | Non
             f"{text!r} is not a local folder; to download it from the Hugging Face Hub install "
             f"the hub extra: pip install 'prf[hub]'"
         ) from None
-    root = Path(snapshot_download(repo_id=text, repo_type="dataset", revision=revision, allow_patterns=["meta/**"]))
+    root = Path(_hub_download(snapshot_download, text, revision, ["meta/**"]))
     if _COMMIT.match(root.name):
         revision = root.name  # the snapshot folder is named by the commit it resolved
     meta = DatasetMeta(root)
     files = _needed_files(meta, episodes, cameras)
     if files:
-        snapshot_download(repo_id=text, repo_type="dataset", revision=revision, allow_patterns=files)
+        _hub_download(snapshot_download, text, revision, files)
     return root, meta
+
+
+def _hub_download(snapshot_download, repo_id: str, revision: str | None, patterns: list[str]) -> str:
+    """``snapshot_download`` of a dataset repo; its failures (offline, no such repo, network, auth)
+    become one :class:`DatasetError` naming the repo and the cause."""
+    try:
+        return snapshot_download(repo_id=repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns)
+    except Exception as e:  # noqa: BLE001 - huggingface_hub raises many types (HTTP, offline, OS, value)
+        cause = " ".join(str(e).split()) or type(e).__name__
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        hint = " (HF_HUB_OFFLINE is set and the repo is not in the local cache)" if offline else ""
+        rev = f" at revision {revision!r}" if revision else ""
+        raise DatasetError(f"{repo_id}: cannot fetch the dataset from the Hugging Face Hub{rev}{hint}: "
+                           f"{type(e).__name__}: {cause}") from None
 
 
 def open_dataset(

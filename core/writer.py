@@ -34,6 +34,11 @@ _INDEX_FEATURES = {
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
+# Every parquet file prf writes carries CRC-32 page checksums (Parquet's optional PageHeader.crc), which
+# prf's reader verifies (``prf.format.read_parquet``): a flipped bit in a data page is an error naming
+# the file, not a silently changed value. Files written without checksums (LeRobot's own writer, most
+# third-party datasets) cannot be checked this way.
+PARQUET_WRITE_OPTIONS: dict[str, Any] = {"write_page_checksum": True}
 _CODEC_NAMES = {"libsvtav1": "av1", "libaom-av1": "av1", "libx264": "h264", "h264": "h264"}
 
 
@@ -276,7 +281,7 @@ class _Writer:
             return
         path = self.tmp / DATA_PATH.format(**self._loc(self.data_file))
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.concat_tables(self.data_pending), path)
+        pq.write_table(pa.concat_tables(self.data_pending), path, **PARQUET_WRITE_OPTIONS)
         self.data_pending, self.data_pending_bytes = [], 0
 
     def _add_video(self, key: str, frames: Any, length: int, e: int, stats: dict[str, Any]) -> dict[str, Any]:
@@ -350,7 +355,7 @@ class _Writer:
         ep_path.parent.mkdir(parents=True, exist_ok=True)
         for r in self.episode_rows:
             r["meta/episodes/chunk_index"], r["meta/episodes/file_index"] = 0, 0
-        pq.write_table(pa.Table.from_pylist(self.episode_rows), ep_path)
+        pq.write_table(pa.Table.from_pylist(self.episode_rows), ep_path, **PARQUET_WRITE_OPTIONS)
         _write_tasks(meta / "tasks.parquet", self.tasks)
         codec = _CODEC_NAMES.get(self.encoder_name or "", self.encoder_name)
         features: dict[str, Any] = {}
@@ -406,4 +411,4 @@ def _write_tasks(path: Path, tasks: dict[str, int]) -> None:
     table = pa.table(
         {"task_index": pa.array([tasks[n] for n in names], pa.int64()), "__index_level_0__": pa.array(names, pa.string())},
     ).replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
-    pq.write_table(table, path)
+    pq.write_table(table, path, **PARQUET_WRITE_OPTIONS)

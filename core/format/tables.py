@@ -336,7 +336,7 @@ def locate_episodes(path: Path, runs: np.ndarray, episodes: np.ndarray, lengths:
 # ---- readers -------------------------------------------------------------------------------------------
 def _parquet(path: Path) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path, pre_buffer=True)
+        return pq.ParquetFile(path, pre_buffer=True, page_checksum_verification=True)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:
