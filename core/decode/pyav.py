@@ -9,6 +9,7 @@ finalizers.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,26 @@ from ..errors import VideoError
 from ._base import BackendCapabilities, _PooledBackend
 from ._index import VideoIndex, get_index
 from ._per_thread import DEFAULT_MAX_OPEN, DEFAULT_MAX_OPEN_BYTES, decoder_bytes
+
+
+_THREAD = threading.local()
+
+
+def rgb_reformatter():
+    """This thread's PyAV ``VideoReformatter`` (one swscale context, re-initialised by FFmpeg only when
+    the source format or size changes).
+
+    Measured: ``frame.to_ndarray(format=...)`` builds a new swscale context for every frame (7x slower
+    than a reused one at 96x96), and initialising a context costs 3-12 ms, so a reformatter per open
+    file made a shuffled epoch over many small shards (161 files of 64x64) spend most of its time in
+    swscale set-up (a decoder LRU re-opens files). Contexts hold no FFmpeg thread, so a forked child
+    may reuse or drop the parent's."""
+    r = getattr(_THREAD, "reformatter", None)
+    if r is None:
+        from av.video.reformatter import VideoReformatter
+
+        r = _THREAD.reformatter = VideoReformatter()
+    return r
 
 
 class _OpenVideo:
@@ -34,14 +55,10 @@ class _OpenVideo:
             self.stream.codec_context.thread_count = thread_count
         self.frames = None  # live decode generator
         self.position = -1  # index of the last frame the generator presented
-        # One reformatter per open file: frame.to_ndarray(format=...) builds a new swscale context for
-        # every frame, which costs more than decoding a small frame (measured 7x slower at 96x96).
-        from av.video.reformatter import VideoReformatter
 
-        self.reformatter = VideoReformatter()
-
-    def to_rgb(self, frame) -> np.ndarray:
-        return self.reformatter.reformat(frame, format="rgb24").to_ndarray()
+    @staticmethod
+    def to_rgb(frame) -> np.ndarray:
+        return rgb_reformatter().reformat(frame, format="rgb24").to_ndarray()
 
     def close(self) -> None:
         self.frames = None
