@@ -218,7 +218,7 @@ def load_episodes_v3(root: Path, info: Mapping[str, Any], video_keys: Sequence[s
     tables = []
     for f in files:
         try:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, page_checksum_verification=True)
             names = pf.schema_arrow.names
             tables.append(pf.read(columns=[c for c in wanted if c in names]))
         except (pa.ArrowException, OSError) as e:
