@@ -149,3 +149,193 @@ def test_empty_episodes_jsonl(copy_dataset):
     (root / "meta" / "episodes.jsonl").write_text("\n")
     with pytest.raises(errors.MetadataError, match="episodes.jsonl.*empty"):
         prf.open_dataset(root)
+
+
+@pytest.fixture(params=["always", "never"])
+def cache_mode(request, monkeypatch, tmp_path):
+    """v3.0 data read through the Arrow cache (summaries from its entry) and into memory."""
+    monkeypatch.setenv("PRF_CACHE", str(tmp_path / "prf-cache"))
+    monkeypatch.setenv("PRF_ARROW_CACHE", request.param)
+    return request.param
+
+
+def _rewrite_tasks_v3(root: Path, rows: list[tuple[int, str]]) -> None:
+    t = pa.table({"task_index": pa.array([r[0] for r in rows], pa.int64()),
+                  "__index_level_0__": pa.array([r[1] for r in rows], pa.large_string())})
+    pq.write_table(t, root / "meta" / "tasks.parquet")
+
+
+# ---- item 1: tasks ------------------------------------------------------------------------------------
+def test_tasks_table_shifted_v30(copy_dataset, cache_mode):
+    root = copy_dataset("aloha_multicam_v30")
+    tasks = prf.DatasetMeta(root).tasks
+    _rewrite_tasks_v3(root, [(i + 1, t) for i, t in tasks.items()])  # 1, 2 where the data says 0, 1
+    with pytest.raises(errors.MetadataError) as ei:
+        prf.open_dataset(root, cameras=[])
+    msg = str(ei.value)
+    assert "data/chunk-000/file-000.parquet" in msg and "task_index 0" in msg and "tasks.parquet" in msg, msg
+
+
+def test_tasks_table_duplicated_v30(copy_dataset):
+    root = copy_dataset("aloha_multicam_v30")
+    tasks = prf.DatasetMeta(root).tasks
+    _rewrite_tasks_v3(root, [(0, tasks[0]), (0, tasks[1])])
+    with pytest.raises(errors.MetadataError, match=r"tasks.parquet: task_index 0 appears 2 times"):
+        prf.open_dataset(root, cameras=[])
+
+
+def test_tasks_table_empty_v30(copy_dataset, cache_mode):
+    root = copy_dataset("pusht_sim_v30")
+    _rewrite_tasks_v3(root, [])
+    with pytest.raises(errors.MetadataError, match=r"task_index 0, which .*tasks.parquet does not list.*empty"):
+        prf.open_dataset(root, cameras=[])
+
+
+def test_data_task_index_without_a_task_v30(copy_dataset, cache_mode):
+    root = copy_dataset("aloha_multicam_v30")
+    f = _data_file(root)
+    t = pq.read_table(f)
+    ti = t.column("task_index").to_numpy().copy()
+    ep = t.column("episode_index").to_numpy()
+    ti[ep == 4] = 7
+    _set_column(f, "task_index", pa.array(ti, pa.int64()))
+    with pytest.raises(errors.MetadataError, match=r"file-000.parquet: episode 4 has task_index 7, which"):
+        prf.open_dataset(root, cameras=[])
+    # a selection without that episode is fine
+    assert len(prf.open_dataset(root, cameras=[], episodes=[0, 1])) > 0
+
+
+def test_tasks_shifted_v21(copy_dataset):
+    root = copy_dataset("pusht_sim_v21")
+    p = root / "meta" / "tasks.jsonl"
+    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    p.write_text("".join(json.dumps({**r, "task_index": r["task_index"] + 1}) + "\n" for r in rows))
+    with pytest.raises(errors.MetadataError, match=r"episode_000000.parquet: episode 0 has task_index 0, which .*tasks.jsonl"):
+        prf.open_dataset(root, cameras=[])
+
+
+# ---- item 2: video streams vs info.json ---------------------------------------------------------------
+def test_video_resolution_differs_from_info(copy_dataset, cache_mode):
+    root = copy_dataset("pusht_sim_v30")
+    info = json.loads((root / "meta" / "info.json").read_text())
+    info["features"]["observation.image"]["shape"] = [64, 80, 3]
+    edit_info(root, features=info["features"])
+    ds = prf.open_dataset(root)  # opening demuxes no video
+    with pytest.raises(errors.DataFileError) as ei:
+        ds.get_batch([5])
+    msg = str(ei.value)
+    assert "file-000.mp4" in msg and "'observation.image'" in msg and "96x96" in msg and "[64, 80, 3]" in msg, msg
+    # without the camera the dataset reads
+    assert prf.open_dataset(root, cameras=[])[5]["index"] == 5
+
+
+def test_video_fps_differs_from_info(copy_dataset, cache_mode):
+    """info.json says 20 fps and the data timestamps agree, but the mp4 runs at 10 fps."""
+    root = copy_dataset("pusht_sim_v30")
+    edit_info(root, fps=20)
+    f = _data_file(root)
+    t = pq.read_table(f)
+    ts = (t.column("frame_index").to_numpy() / 20.0).astype(np.float32)
+    _set_column(f, "timestamp", pa.array(ts, pa.float32()))
+    ds = prf.open_dataset(root)
+    with pytest.raises(errors.DataFileError, match=r"file-000.mp4: camera 'observation.image': the video stream runs at 10 fps; info.json declares fps 20"):
+        ds[3]
+
+
+def test_video_streams_of_every_shared_dataset_match_info():
+    from conftest import CAMERA_DATASETS, present_episodes
+
+    for name in CAMERA_DATASETS:
+        ds = prf.open_dataset(dataset_path(name), episodes=present_episodes(name))
+        ds.get_batch([0, len(ds) - 1])
+        assert len(ds._checked_streams) >= len(ds.video_cameras)
+
+
+# ---- item 8: index columns missing from the data --------------------------------------------------------
+def _drop_columns(path: Path, names) -> None:
+    t = pq.read_table(path)
+    pq.write_table(t.drop_columns([n for n in names if n in t.column_names]), path)
+
+
+def _make_v20_without_index_columns(root: Path) -> None:
+    info = json.loads((root / "meta" / "info.json").read_text())
+    for k in ("frame_index", "index", "task_index"):
+        info["features"].pop(k)
+    info["codebase_version"] = "v2.0"
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+    (root / "meta" / "episodes_stats.jsonl").unlink()
+    for f in (root / "data").rglob("*.parquet"):
+        _drop_columns(f, ["frame_index", "index", "task_index"])
+
+
+def test_v20_without_index_columns_opens_with_derived_values(copy_dataset):
+    original = prf.open_dataset(dataset_path("pusht_sim_v21"), delta_timestamps={"action": [-0.1, 0.0, 0.1]})
+    root = copy_dataset("pusht_sim_v21")
+    _make_v20_without_index_columns(root)
+    ds = prf.open_dataset(root, delta_timestamps={"action": [-0.1, 0.0, 0.1]})
+    assert ds.meta.codebase_version == "v2.0" and sorted(ds._derived) == ["frame_index", "index", "task_index"]
+    for key in ("frame_index", "index", "task_index", "episode_index", "action"):
+        np.testing.assert_array_equal(ds.column(key), original.column(key))
+    idx = np.array([0, 1, 197, 198, 1000, len(ds) - 1])
+    got, want = ds.get_batch(idx), original.get_batch(idx)
+    for key in ("frame_index", "index", "task_index", "observation.image", "action", "action_is_pad"):
+        np.testing.assert_array_equal(got[key], want[key])
+        assert got[key].dtype == want[key].dtype
+    assert got["task"] == want["task"]
+
+
+def test_v30_without_frame_index_and_index(copy_dataset, cache_mode):
+    original = prf.open_dataset(dataset_path("aloha_multicam_v30"), cameras=[])
+    root = copy_dataset("aloha_multicam_v30")
+    _drop_columns(_data_file(root), ["frame_index", "index"])
+    ds = prf.open_dataset(root, cameras=[])
+    for key in ("frame_index", "index", "task_index"):
+        np.testing.assert_array_equal(ds.column(key), original.column(key))
+    sub = prf.open_dataset(root, cameras=[], episodes=[3, 7])
+    np.testing.assert_array_equal(sub.column("index"), prf.open_dataset(dataset_path("aloha_multicam_v30"), cameras=[], episodes=[3, 7]).column("index"))
+    assert sub[5]["frame_index"] == 5
+
+
+def test_missing_required_columns_are_not_called_declared(copy_dataset):
+    root = copy_dataset("pusht_sim_v30")
+    _drop_columns(_data_file(root), ["timestamp"])
+    with pytest.raises(errors.DataFileError) as ei:
+        prf.open_dataset(root)
+    assert "['timestamp']" in str(ei.value) and "declared" not in str(ei.value)
+    root = copy_dataset("pusht_sim_v21")
+    _drop_columns(root / "data" / "chunk-000" / "episode_000000.parquet", ["action"])
+    with pytest.raises(errors.DataFileError, match=r"\['action'\] declared as features in info.json are missing"):
+        prf.open_dataset(root)
+
+
+# ---- item 9: data timestamps off the fps grid --------------------------------------------------------
+def test_v21_timestamps_off_grid_refused_at_open(copy_dataset):
+    root = copy_dataset("pusht_sim_v21")
+    f = root / "data" / "chunk-000" / "episode_000003.parquet"
+    t = pq.read_table(f)
+    ts = t.column("timestamp").to_numpy().copy()
+    ts[5:] += np.float32(0.004)  # a 4 ms jump inside episode 3
+    _set_column(f, "timestamp", pa.array(ts, pa.float32()))
+    with pytest.raises(errors.TimestampError) as ei:
+        prf.open_dataset(root, cameras=[])
+    msg = str(ei.value)
+    assert "episode_000003.parquet: episode 3" in msg and "off by 0.004" in msg and "tolerance_s=0.0041" in msg, msg
+    ds = prf.open_dataset(root, tolerance_s=0.0041)  # the suggested tolerance accepts it
+    assert ds.get_batch([int(ds.episode_starts[3]) + 5])["observation.image"].shape == (1, 96, 96, 3)
+    assert len(prf.open_dataset(root, episodes=[0, 1, 2])) > 0  # other episodes are fine
+
+
+@pytest.mark.parametrize("bad", [0.5 / 30, float("nan")])
+def test_v30_timestamps_off_grid_refused_at_open(copy_dataset, cache_mode, bad):
+    root = copy_dataset("so101_wrist_v30")
+    f = _data_file(root)
+    t = pq.read_table(f)
+    ts = t.column("timestamp").to_numpy().copy()
+    ep = t.column("episode_index").to_numpy()
+    j = int(np.flatnonzero(ep == 2)[10])
+    ts[j] = ts[j] + bad if bad == bad else bad
+    _set_column(f, "timestamp", pa.array(ts, pa.float32()))
+    with pytest.raises(errors.TimestampError, match=r"file-000.parquet: episode 2"):
+        prf.open_dataset(root)
+    # without video cameras nothing is matched by timestamp (and LeRobot 0.4.4 does not check): it opens
+    assert len(prf.open_dataset(root, cameras=[])) == len(ts)
