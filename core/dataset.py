@@ -671,8 +671,11 @@ class _Rows:
                 pieces.append(piece)
             at = run_positions(runs, eps)
             self.ep_dts[sel] = np.where((at >= 0)[:, None], summary.dts[np.maximum(at, 0)], [np.inf, -np.inf])
-            pairs.append(summary.tasks[np.isin(summary.tasks[:, 0], eps)])
-        self.task_pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+            pairs.append(summary.tasks)
+        if pairs:  # the pairs of the selected episodes (self.episodes is sorted)
+            p = np.concatenate(pairs)
+            at = np.minimum(np.searchsorted(self.episodes, p[:, 0]), max(E - 1, 0))
+            self.task_pairs = p[self.episodes[at] == p[:, 0]] if E else p[:0]
         self.pieces = pieces
 
     # ---- access ---------------------------------------------------------------------------------

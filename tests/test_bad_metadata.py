@@ -339,3 +339,34 @@ def test_v30_timestamps_off_grid_refused_at_open(copy_dataset, cache_mode, bad):
         prf.open_dataset(root)
     # without video cameras nothing is matched by timestamp (and LeRobot 0.4.4 does not check): it opens
     assert len(prf.open_dataset(root, cameras=[])) == len(ts)
+
+
+# ---- the per-file summary (vectorised, batch by batch) equals a plain per-episode computation ---------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=st.lists(st.integers(1, 9), min_size=1, max_size=12), seed=st.integers(0, 2**32 - 1),
+       cuts=st.lists(st.integers(0, 100), max_size=5))
+def test_file_summary_matches_naive(lengths, seed, cuts):
+    from prf.format import tables
+
+    rng = np.random.default_rng(seed)
+    ep = np.repeat(rng.permutation(len(lengths)) * 3, lengths).astype(np.int64)
+    n = len(ep)
+    ts = (rng.integers(0, 50, n) / 7).astype(np.float32)
+    task = rng.integers(0, 3, n).astype(np.int64)
+    runs = tables.episode_runs(ep)
+    b = tables._SummaryBuilder(runs)
+    bounds = sorted({0, n, *[c % (n + 1) for c in cuts]})
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        b.add(ts[lo:hi], ep[lo:hi], task[lo:hi])
+    got = b.result()
+    whole = tables.summarize(ts, ep, task, runs)
+    for e, start, k in runs.tolist():
+        d = np.diff(ts[start:start + k]).astype(np.float64)
+        want = (d.min(), d.max()) if len(d) else (np.inf, -np.inf)
+        r = int(tables.run_positions(runs, np.array([e]))[0])
+        assert tuple(got.dts[r]) == want and tuple(whole.dts[r]) == want
+    naive = sorted({(int(a), int(c)) for a, c in zip(ep, task)})
+    assert [tuple(p) for p in got.tasks.tolist()] == naive == [tuple(p) for p in whole.tasks.tolist()]

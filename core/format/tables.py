@@ -371,32 +371,69 @@ class FileSummary:
                    np.frombuffer(md[b"prf.tasks"], np.int64).reshape(-1, 2))
 
 
+class _SummaryBuilder:
+    """A :class:`FileSummary` built from a file's rows in order, one batch at a time (the Arrow cache
+    build never holds a whole column): per-run step min/max merged across batches, ``(episode,
+    task_index)`` pairs taken where either changes. Vectorised per batch."""
+
+    def __init__(self, runs: np.ndarray):
+        self.runs = runs
+        self.starts = runs[:, 1].astype(np.int64)
+        self.last = (runs[:, 1] + runs[:, 2] - 1).astype(np.int64)  # each run's last row
+        self.lo = np.full(len(runs), np.inf)
+        self.hi = np.full(len(runs), -np.inf)
+        self.row = 0  # rows seen so far
+        self.prev_ts: np.float32 | None = None
+        self.prev_pair: tuple[int, int] | None = None
+        self.keys: list[np.ndarray] = []
+
+    def add(self, ts: np.ndarray | None, ep: np.ndarray, task: np.ndarray | None) -> None:
+        n = len(ep)
+        if not n:
+            return
+        b0 = self.row
+        if ts is not None and len(self.runs):
+            ts = np.asarray(ts, np.float32).reshape(-1)
+            full = ts if self.prev_ts is None else np.concatenate([[self.prev_ts], ts])
+            first = b0 if self.prev_ts is None else b0 - 1  # the row each step starts from
+            if len(full) > 1:
+                d = np.diff(full).astype(np.float64)  # float32 steps, as LeRobot's check
+                i = np.arange(first, first + len(d), dtype=np.int64)
+                rid = np.searchsorted(self.starts, i, side="right") - 1
+                ok = i != self.last[rid]
+                d, rid = d[ok], rid[ok]
+                if len(d):
+                    cut = np.concatenate([[0], np.flatnonzero(np.diff(rid)) + 1])
+                    ids = rid[cut]
+                    self.lo[ids] = np.minimum(self.lo[ids], np.minimum.reduceat(d, cut))
+                    self.hi[ids] = np.maximum(self.hi[ids], np.maximum.reduceat(d, cut))
+            self.prev_ts = ts[-1]
+        if task is not None:
+            ep = np.asarray(ep, np.int64).reshape(-1)
+            task = np.asarray(task, np.int64).reshape(-1)
+            change = np.ones(n, bool)
+            change[1:] = (ep[1:] != ep[:-1]) | (task[1:] != task[:-1])
+            if self.prev_pair is not None and (int(ep[0]), int(task[0])) == self.prev_pair:
+                change[0] = False
+            self.keys.append(np.stack([ep[change], task[change]], axis=1))
+            self.prev_pair = (int(ep[-1]), int(task[-1]))
+        self.row += n
+
+    def result(self) -> FileSummary:
+        dts = np.stack([self.lo, self.hi], axis=1) if len(self.runs) else np.zeros((0, 2), np.float64)
+        pairs = np.concatenate(self.keys) if self.keys else np.zeros((0, 2), np.int64)
+        if len(pairs):
+            pairs = np.unique(pairs, axis=0) if len(pairs) < 4096 else task_pairs(pairs[:, 0], pairs[:, 1])
+        return FileSummary(dts, pairs.astype(np.int64).reshape(-1, 2))
+
+
 def timestamp_steps(ts: np.ndarray | None, runs: np.ndarray) -> np.ndarray:
     """``float64 [R, 2]``: smallest and largest step between consecutive timestamps in each run (see
     :class:`FileSummary`); vectorised."""
-    R = len(runs)
-    out = np.empty((R, 2), np.float64)
-    out[:, 0], out[:, 1] = np.inf, -np.inf
-    if ts is None or R == 0 or len(ts) < 2:
-        return out
-    ts = np.asarray(ts, np.float32)
-    d = np.diff(ts).astype(np.float64)
-    last = (runs[:, 1] + runs[:, 2] - 1)  # each run's last row: its step crosses into the next run
-    lo = np.append(d, np.inf)
-    hi = np.append(d, -np.inf)
-    lo[last] = np.inf
-    hi[last] = -np.inf
-    starts = runs[:, 1]
-    out[:, 0] = np.minimum.reduceat(lo, starts)
-    out[:, 1] = np.maximum.reduceat(hi, starts)
-    nan = np.isnan(d)
-    if nan.any():  # min/max propagate NaN, but mark whole runs to be safe
-        bad = np.zeros(len(lo), bool)
-        bad[:-1] = nan
-        bad[last] = False
-        hit = np.add.reduceat(bad.astype(np.int64), starts) > 0
-        out[hit] = np.nan
-    return out
+    b = _SummaryBuilder(runs)
+    if ts is not None:
+        b.add(ts, np.zeros(len(ts), np.int64), None)
+    return b.result().dts
 
 
 def task_pairs(ep: np.ndarray, task: np.ndarray | None) -> np.ndarray:
@@ -412,7 +449,10 @@ def task_pairs(ep: np.ndarray, task: np.ndarray | None) -> np.ndarray:
 
 
 def summarize(ts: np.ndarray | None, ep: np.ndarray, task: np.ndarray | None, runs: np.ndarray) -> FileSummary:
-    return FileSummary(timestamp_steps(ts, runs), task_pairs(ep, task))
+    """The :class:`FileSummary` of a file's whole columns (``runs`` from its ``episode_index``)."""
+    b = _SummaryBuilder(runs)
+    b.add(ts, ep, task)
+    return b.result()
 
 
 def _summary_of_piece(piece: "Piece", runs: np.ndarray) -> FileSummary:
@@ -631,21 +671,22 @@ def _build_cache(path: Path, cp: Path, key: str, specs: Mapping[str, ColumnSpec]
 
 def _summary_columns(pf: pq.ParquetFile, path: Path, specs: Mapping[str, ColumnSpec]) -> tuple[FileSummary, np.ndarray]:
     """The file's :class:`FileSummary` and episode runs from its ``episode_index``, ``timestamp`` and
-    ``task_index`` columns (converted as delivered), read once when its cache entry is built."""
+    ``task_index`` columns (``timestamp`` as the ``float32`` delivered), read once when its cache entry
+    is built."""
     cols = [c for c in ("episode_index", "timestamp", "task_index") if c in specs]
     try:
         t = pf.read(columns=cols)
     except (pa.ArrowException, OSError) as e:
         raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
+    got = {}
     for c in cols:
-        if t.column(c).null_count:
-            raise DataFileError(f"{path}: column {c!r} has {t.column(c).null_count} null value(s)")
-    t = _convert_table(t, {c: specs[c] for c in cols}, [], path)
-    ep = _episode_column_of(t)
+        col = t.column(c)
+        if col.null_count:
+            raise DataFileError(f"{path}: column {c!r} has {col.null_count} null value(s)")
+        got[c] = _flat_numpy(_convert(_one_chunk(col), specs[c], path))
+    ep = got["episode_index"].astype(np.int64, copy=False)
     runs = episode_runs(ep)
-    ts = _flat_numpy(t.column("timestamp")) if "timestamp" in cols else None
-    task = _flat_numpy(t.column("task_index")) if "task_index" in cols else None
-    return summarize(ts, ep, task, runs), runs
+    return summarize(got.get("timestamp"), ep, got.get("task_index"), runs), runs
 
 
 def _flat_numpy(col: Any) -> np.ndarray:
