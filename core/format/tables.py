@@ -399,7 +399,11 @@ class _SummaryBuilder:
             if len(full) > 1:
                 d = np.diff(full).astype(np.float64)  # float32 steps, as LeRobot's check
                 i = np.arange(first, first + len(d), dtype=np.int64)
-                rid = np.searchsorted(self.starts, i, side="right") - 1
+                # the run of each step's row, runs being contiguous row ranges: O(rows), no search
+                r0, r1 = np.searchsorted(self.starts, [i[0], i[-1]], side="right") - 1
+                lo_row = np.maximum(self.starts[r0:r1 + 1], i[0])
+                hi_row = np.minimum(self.last[r0:r1 + 1], i[-1])
+                rid = np.repeat(np.arange(r0, r1 + 1, dtype=np.int64), hi_row - lo_row + 1)
                 ok = i != self.last[rid]
                 d, rid = d[ok], rid[ok]
                 if len(d):
