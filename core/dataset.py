@@ -28,7 +28,7 @@ from .errors import DataFileError, DatasetError, MetadataError, TimestampError
 from .format import INDEX_KEYS, DatasetMeta
 from .format.meta import DERIVABLE_KEYS
 from .format.tables import (ColumnSpec, Piece, check_schema, column_specs, derived_keys, estimated_bytes,
-                            locate_episodes, open_cached, read_in_memory, run_positions, scan_file)
+                            locate_episodes, open_cached, read_in_memory, run_positions, scan_files)
 from .loading.plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
 from .image import decode_image
 from .windows import delta_indices, window_rows
@@ -625,16 +625,16 @@ class _Rows:
 
     def _scan_v2(self) -> None:
         """The open checks' per-episode facts of v2.x episode files, from their ``timestamp``,
-        ``episode_index`` and ``task_index`` columns (the rest is read on first use). A file that
-        cannot be read is left to that first use, which names it."""
+        ``episode_index`` and ``task_index`` columns (the rest is read on first use; results kept per
+        file, see :func:`prf.format.tables.scan_files`). A file that cannot be read is left to that
+        first use, which names it."""
         table = self.meta.episode_table
+        paths = [self.meta.path(table.data_files[int(f)]) for f in self.file_of.tolist()]
         pairs = []
-        for o in range(len(self.episodes)):
-            path = self.meta.path(table.data_files[int(self.file_of[o])])
-            try:
-                summary, runs = scan_file(path)
-            except DataFileError:
+        for o, res in enumerate(scan_files(paths, self.meta.root)):
+            if res is None:
                 continue
+            summary, runs = res
             e = self.episodes[o:o + 1]
             r = int(run_positions(runs, e)[0])
             if r >= 0:

@@ -370,3 +370,25 @@ def test_file_summary_matches_naive(lengths, seed, cuts):
         assert tuple(got.dts[r]) == want and tuple(whole.dts[r]) == want
     naive = sorted({(int(a), int(c)) for a, c in zip(ep, task)})
     assert [tuple(p) for p in got.tasks.tolist()] == naive == [tuple(p) for p in whole.tasks.tolist()]
+
+
+def test_v21_scan_is_kept_per_file(copy_dataset, monkeypatch, tmp_path):
+    """A warm v2.x open reads no episode file for its checks; a changed file is scanned again."""
+    from prf.format import tables
+
+    monkeypatch.setenv("PRF_CACHE", str(tmp_path / "prf-cache"))
+    root = copy_dataset("pusht_sim_v21")
+    prf.open_dataset(root, cameras=[])
+    calls = []
+    real = tables.scan_file
+    monkeypatch.setattr(tables, "scan_file", lambda p: calls.append(p) or real(p))
+    prf.open_dataset(root, cameras=[])
+    assert calls == []
+    f = root / "data" / "chunk-000" / "episode_000004.parquet"
+    t = pq.read_table(f)
+    ts = t.column("timestamp").to_numpy().copy()
+    ts[7] += np.float32(0.01)
+    _set_column(f, "timestamp", pa.array(ts, pa.float32()))
+    with pytest.raises(errors.TimestampError, match="episode 4"):
+        prf.open_dataset(root, cameras=[])
+    assert [Path(p).name for p in calls] == ["episode_000004.parquet"]

@@ -500,6 +500,61 @@ def scan_file(path: Path) -> tuple[FileSummary, np.ndarray]:
     return summarize(ts, ep, task, runs), runs
 
 
+def scan_files(paths: Sequence[Path], root: Path) -> list[tuple[FileSummary, np.ndarray] | None]:
+    """:func:`scan_file` of many files (v2.x episode files at open): ``None`` for a file that cannot be
+    read (left to its first use, which names it). Results are kept in ``$PRF_CACHE/arrow`` per dataset
+    ``root``, keyed by each file's size and mtime, so a warm open only stats the files; missing ones are
+    scanned on a few threads (parquet decoding releases the GIL)."""
+    store = cache_root() / f"v2scan-{hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:16]}.json"
+    try:
+        known = json.loads(store.read_text()) if store.is_file() else {}
+        if known.get("format") != CACHE_FORMAT:
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    files: dict[str, list] = known.get("files", {})
+    out: list[tuple[FileSummary, np.ndarray] | None] = [None] * len(paths)
+    todo = []
+    for j, p in enumerate(paths):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        got = files.get(str(p))
+        if got is not None and got[0] == st.st_size and got[1] == st.st_mtime_ns:
+            out[j] = (FileSummary(np.asarray(got[2], np.float64).reshape(-1, 2), np.asarray(got[3], np.int64).reshape(-1, 2)),
+                      np.asarray(got[4], np.int64).reshape(-1, 3))
+        else:
+            todo.append((j, p, st))
+    if not todo:
+        return out
+
+    def one(item):
+        j, p, st = item
+        try:
+            return j, p, st, scan_file(p)
+        except DataFileError:
+            return j, p, st, None
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        for j, p, st, res in pool.map(one, todo):
+            out[j] = res
+            if res is not None:
+                summary, runs = res
+                files[str(p)] = [st.st_size, st.st_mtime_ns, summary.dts.tolist(), summary.tasks.tolist(),
+                                 runs.tolist()]
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_name(f".{store.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"format": CACHE_FORMAT, "files": files}))
+        os.replace(tmp, store)
+    except OSError:
+        pass  # a read-only cache folder: scanned again next time
+    return out
+
+
 def run_positions(runs: np.ndarray, episodes: np.ndarray) -> np.ndarray:
     """``int64 [k]``: the run (row of ``runs``) of each of ``episodes`` (``-1`` where absent; episodes
     split over several runs are refused by :func:`locate_episodes` first)."""
