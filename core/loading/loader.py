@@ -368,8 +368,9 @@ class Loader:
         waiting job only ever waits for tasks already taken by other workers (no deadlock, also with
         several iterators sharing the pool)."""
         ds = self.dataset
+        transforms = self.transforms  # jobs reference no loader: an abandoned one is collected at once
         if not hasattr(ds, "plan"):  # any object with get_batch() works, batch by batch
-            return [pool.submit(self._load, epoch, b, idx, seed, rank) for b, idx in items]
+            return [pool.submit(_get_batch_job, ds, transforms, idx, (seed, rank, epoch, b)) for b, idx in items]
         try:
             plans = [ds.plan(idx) for _, idx in items]
             tasks = decode_tasks(plans, ds.backend.index, split=max(1, self.num_workers))
@@ -383,13 +384,12 @@ class Loader:
         # measured 2-3x steadier there). Decoding backends allocate in the workers (measured faster there).
         copy = _backend.copy_only(ds.backend)
         arrays = [allocate(p, sh) if copy else None for p, sh in zip(plans, shapes)]
-        finish = self._finish
 
         def finish_job(batch_no: int, plan: BatchPlan, shape: dict, out: dict) -> dict[str, Any]:
             decoded = DecodedFrames()
             for t, f in zip(tasks, decode_futs):
                 decoded.add(t, f.result())
-            return finish(assemble(plan, decoded, shape, out), epoch, batch_no, seed, rank)
+            return _apply(transforms, assemble(plan, decoded, shape, out), (seed, rank, epoch, batch_no))
 
         return [pool.submit(finish_job, b, p, sh, a) for (b, _), p, sh, a in zip(items, plans, shapes, arrays)]
 
@@ -403,11 +403,9 @@ class Loader:
                 rank: int | None = None) -> dict[str, Any]:
         """The batch transform (runs in a worker). Per-batch randomness is drawn from
         ``(seed, rank, epoch, batch_no)`` only, so a resumed run repeats it exactly."""
-        if self.transforms is None:
-            return batch
         s = self.seed if seed is None else seed
         r = self.sampler.rank if rank is None else rank
-        return self.transforms(batch, key=(int(s), int(r), int(epoch), int(batch_no)))
+        return _apply(self.transforms, batch, (s, r, epoch, batch_no))
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -558,6 +556,17 @@ class Loader:
             f"prf.Loader(batch_size={self.batch_size}, batches={len(self)}, num_workers={self.num_workers}, "
             f"sampler={self.sampler!r})"
         )
+
+
+def _apply(transforms: BatchTransform | None, batch: dict[str, Any], key: tuple) -> dict[str, Any]:
+    """The batch transform with the per-batch key ``(seed, rank, epoch, batch_no)``."""
+    if transforms is None:
+        return batch
+    return transforms(batch, key=tuple(int(k) for k in key))
+
+
+def _get_batch_job(ds: Any, transforms: BatchTransform | None, indices: np.ndarray, key: tuple) -> dict[str, Any]:
+    return _apply(transforms, ds.get_batch(indices), key)
 
 
 def _thread_exit_hook(backend: Any):
