@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from . import _backend
-from ._malloc import tune_malloc
+from ._malloc import TRIM_EVERY_BATCHES, release_free_memory, tune_malloc
 from ._pool import InlinePool, WorkerPool
 from .batch_transform import BatchTransform, TransformedDataset
 from .options import DecodeOptions, ReadOptions, ShardOptions, merge_options
@@ -219,6 +219,11 @@ class Loader:
     def epoch(self) -> int:
         """The epoch the next iterator starts in."""
         return self.sampler.epoch
+
+    @property
+    def _decodes(self) -> bool:
+        """Whether batches decode camera frames (then malloc is tuned and trimmed; see prf.loading._malloc)."""
+        return bool(getattr(self.dataset, "cameras", None))
 
     # ---- start point -----------------------------------------------------------------------------------
     def _current_start(self) -> _Start:
@@ -664,6 +669,8 @@ class LoaderIterator:
         except StopIteration:
             self._stream = None
             p.done = True
+            if self._loader._decodes:
+                release_free_memory()  # see prf.loading._malloc: RSS stays flat epoch after epoch
             lo = self._loader
             lo._progress = p
             if self._generation == lo._generation:  # nobody moved the loader meanwhile: next epoch
@@ -673,6 +680,8 @@ class LoaderIterator:
             raise
         p.delivered += 1
         self._loader._progress = p
+        if p.delivered % TRIM_EVERY_BATCHES == 0 and self._loader._decodes:
+            release_free_memory()
         return batch
 
     def get_state(self) -> dict[str, Any]:
