@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -85,6 +86,14 @@ def summarize(rows: list[dict], config: str) -> dict:
     if at5 and last >= 5:
         out["growth_5_to_last"] = ep[last][key] / at5[key] - 1.0
         out["within_10pct"] = abs(out["growth_5_to_last"]) <= 0.10
+    # single epochs are noisy (what is in flight or not yet collected when measured): medians too
+    early = [ep[e][key] for e in range(3, 8) if e in ep]
+    late = [ep[e][key] for e in range(max(1, last - 4), last + 1) if e in ep]
+    if early and late and last >= 10:
+        out["median_e3_7"] = statistics.median(early)
+        out["median_last5"] = statistics.median(late)
+        out["growth_median"] = out["median_last5"] / out["median_e3_7"] - 1.0
+    out["max_after_e5"] = max((ep[e][key] for e in ep if e >= 5), default=None)
     secs = [r["seconds"] for r in rows if r["epoch"] > 0]
     out["s_per_epoch"] = sum(secs) / len(secs) if secs else None
     return out
@@ -107,22 +116,30 @@ def soak(args: argparse.Namespace) -> dict:
             results["runs"][f"{name}/{config}"] = {"rows": rows, "summary": summarize(rows, config)}
             if args.out:
                 _write(args.out, results)
+    print_table(results)
+    return results
+
+
+def print_table(results: dict) -> None:
     print()
-    print("| dataset | config | epochs | s/epoch | RSS main e1 / e5 / last (MB) | PSS all e5 / last (MB) | growth e5->last | within 10% |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| dataset | config | epochs | s/epoch | RSS main e1 / e5 / last (MB) | PSS all e5 / last (MB) | "
+          "metric | growth e5 -> last | median e3-7 -> last 5 | max after e5 (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for key, run in results["runs"].items():
-        s = run["summary"]
+        s = summarize(run["rows"], key.split("/")[1])
         ds, config = key.split("/")
 
         def f(v):
             return "-" if v is None else f"{v:.0f}"
 
-        g = s.get("growth_5_to_last")
+        def pct(v):
+            return "-" if v is None else f"{v:+.1%}"
+
         print(f"| {ds} | {config} | {s['epochs']} | {s['s_per_epoch'] or float('nan'):.1f} | "
               f"{f(s['rss_mb_1'])} / {f(s['rss_mb_5'])} / {f(s['rss_mb_last'])} | {f(s['pss_mb_5'])} / "
-              f"{f(s['pss_mb_last'])} | {'-' if g is None else f'{g:+.1%}'} ({s['metric']}) | "
-              f"{s.get('within_10pct', '-')} |")
-    return results
+              f"{f(s['pss_mb_last'])} | {s['metric']} | {pct(s.get('growth_5_to_last'))} | "
+              f"{f(s.get('median_e3_7'))} -> {f(s.get('median_last5'))} ({pct(s.get('growth_median'))}) | "
+              f"{f(s.get('max_after_e5'))} |")
 
 
 # ---- many files ---------------------------------------------------------------------------------------------
@@ -239,7 +256,14 @@ def main() -> None:
     ap.add_argument("--cache", default="~/.cache/prf/bench", help="where generated datasets are kept")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--summarize", nargs="+", default=None, help="print the table of earlier --out JSON files")
     args = ap.parse_args()
+    if args.summarize:
+        runs: dict = {}
+        for path in args.summarize:
+            runs.update(json.loads(Path(path).read_text())["runs"])
+        print_table({"runs": runs})
+        return
     if args.many_files:
         res = many_files(args)
         if args.out:
