@@ -234,3 +234,18 @@ def test_loader_batch_equals_the_iterators_batch():
         np.testing.assert_array_equal(got["cam"], batches[k]["cam"])
     with pytest.raises(IndexError, match="out of range"):
         loader.batch(2, len(batches))
+
+
+def test_a_pickled_loader_is_its_configuration_without_threads():
+    import pickle
+
+    ds = FakeDataset([9, 14], camera=True)
+    loader = prf.Loader(ds, 4, shuffle=True, seed=3, num_workers=2, transform=prf.transforms.RandomHorizontalFlip())
+    loader.set_epoch(2)
+    first = next(iter(loader))
+    copy = pickle.loads(pickle.dumps(loader))
+    assert copy.worker_threads == [] and copy.epoch == 2 and copy.decode == loader.decode
+    np.testing.assert_array_equal(next(iter(copy))["cam"], first["cam"])
+    copy.close()
+    assert len(loader.worker_threads) == 2  # the original keeps its own
+    loader.close()
