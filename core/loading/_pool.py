@@ -28,15 +28,21 @@ def _work(jobs: "queue.SimpleQueue[Any]", on_thread_exit: Callable[[], None] | N
             if item is _STOP:
                 return
             fut, fn, args = item
+            item = None
             if fut.set_running_or_notify_cancel():
                 try:
                     result = fn(*args)
                 except BaseException as e:  # noqa: BLE001 - delivered to the caller through the future
+                    fn = args = None
                     fut.set_exception(e)
                 else:
+                    # Drop the job (its closure holds a whole decode window's frames) before the caller
+                    # can see the result: the caller may release free memory right after it (the end
+                    # of an epoch), and memory freed later would stay mapped.
+                    fn = args = None
                     fut.set_result(result)
             # drop every reference to the job (and through it to the loader) before waiting again
-            item = fut = fn = args = result = None  # noqa: F841
+            fut = fn = args = result = None  # noqa: F841
     finally:
         if on_thread_exit is not None:
             try:
