@@ -249,3 +249,15 @@ def test_a_pickled_loader_is_its_configuration_without_threads():
     copy.close()
     assert len(loader.worker_threads) == 2  # the original keeps its own
     loader.close()
+
+
+def test_closing_a_loader_under_a_running_iterator_is_a_clear_error():
+    ds = FakeDataset([40, 40], camera=True)
+    loader = prf.Loader(ds, 2, num_workers=2, prefetch=1)
+    it = iter(loader)
+    next(it)
+    loader.close()
+    assert _prf_threads() == []
+    with pytest.raises(RuntimeError, match="closed"):
+        for _ in it:  # batches already decoded may still arrive; then the error
+            pass

@@ -21,7 +21,7 @@ import copy
 import threading
 import weakref
 from collections import OrderedDict, deque
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
@@ -666,6 +666,10 @@ class LoaderIterator:
             self._stream = self._loader._pipeline(p.start.epoch, self._todo, p.seed, self._sampler.rank)
         try:
             batch = next(self._stream)
+        except CancelledError:
+            if self._loader.closed:
+                raise RuntimeError("the loader was closed while this iterator was running") from None
+            raise
         except StopIteration:
             self._stream = None
             p.done = True
