@@ -416,6 +416,19 @@ class Dataset:
             ds = self.with_frame_cache(cache_dir, size=cache_size)
         return wrap_loader(Loader(ds, batch_size=batch_size, **kwargs), output)
 
+    def with_transforms(self, *, transform: Any = None, normalize: Mapping[str, str] | None = None,
+                        stats: Mapping[str, Any] | None = None, seed: int | None = 0):
+        """A view whose ``get_batch`` / ``ds[i]`` apply image transforms then normalization (the same
+        :class:`prf.loading.BatchTransform` a loader applies; ``view.loader(...)`` applies it per batch).
+
+        Map-style randomness is keyed by ``(seed, epoch, sample index, camera)`` (``view.set_epoch(e)``);
+        ``stats`` default to :meth:`stats`. See :mod:`prf.loading.batch_transform`.
+        """
+        from .loading.batch_transform import BatchTransform, TransformedDataset
+
+        bt = BatchTransform.for_dataset(self, transform=transform, normalize=normalize, stats=stats, seed=seed)
+        return TransformedDataset(self, bt)
+
     def with_frame_cache(self, cache_dir: str | Path, *, size: tuple[int, int] | None = None,
                          build: bool = True, progress: bool = True) -> "Dataset":
         """A shallow copy of this dataset that reads camera frames from a decoded-frame cache.
