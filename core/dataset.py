@@ -29,7 +29,7 @@ from .format import INDEX_KEYS, DatasetMeta
 from .format.meta import DERIVABLE_KEYS
 from .format.tables import (ColumnSpec, Piece, check_schema, column_specs, derived_keys, estimated_bytes,
                             locate_episodes, open_cached, read_in_memory, run_positions, scan_files)
-from .loading.plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
+from .plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
 from .image import decode_image
 from .windows import delta_indices, window_rows
 
@@ -305,7 +305,7 @@ class Dataset:
 
     def plan(self, indices: Sequence[int] | np.ndarray) -> BatchPlan:
         """Step 1 of :meth:`get_batch`: the batch's non-camera arrays, and per camera the exact frame
-        of the exact video file every ``(sample, window step)`` needs (see :mod:`prf.loading.plan`).
+        of the exact video file every ``(sample, window step)`` needs (see :mod:`prf.plan`).
 
         Raises:
             IndexError: an index is out of range.

@@ -32,7 +32,7 @@ from ._malloc import TRIM_EVERY_BATCHES, release_free_memory, tune_malloc
 from ._pool import InlinePool, WorkerPool
 from .batch_transform import BatchTransform, TransformedDataset
 from .options import DecodeOptions, ReadOptions, ShardOptions, merge_options
-from .plan import BatchPlan, DecodedFrames, allocate, assemble, decode_tasks
+from ..plan import BatchPlan, DecodedFrames, allocate, assemble, decode_tasks
 from ..errors import OptionsError, ResumeError, SamplerError
 from ..sampling import Sampler, SequentialSampler, ShuffleSampler, undelivered
 
