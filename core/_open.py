@@ -206,8 +206,10 @@ def as_dataset(source: Any, **open_kwargs: Any) -> Dataset:
     an open dataset" (``prf.torch.Dataset``, ``prf.mlx.loader``, ``prf.jax.map_dataset``, ...).
 
     Args:
-        source: an open :class:`prf.Dataset` (returned as is); an object wrapping one in its
-            ``dataset`` attribute (``prf.torch.Dataset``, ``prf.jax.DataSource``: unwrapped); else
+        source: an open :class:`prf.Dataset`, or a view of one that declares ``is_dataset_view``
+            (``ds.with_transforms(...)``: its batch transforms are kept), returned as is; an adapter
+            object wrapping one in its ``dataset`` attribute (``prf.torch.Dataset``,
+            ``prf.jax.DataSource``: unwrapped); else
             anything :func:`open_dataset` opens.
         **open_kwargs: :func:`open_dataset` options (``episodes``, ``delta_timestamps``, ...).
 
@@ -216,9 +218,10 @@ def as_dataset(source: Any, **open_kwargs: Any) -> Dataset:
         and what :func:`open_dataset` raises.
     """
     inner = getattr(source, "dataset", None)
-    if not isinstance(source, Dataset) and isinstance(inner, Dataset):
+    view = getattr(type(source), "is_dataset_view", False) and isinstance(inner, Dataset)
+    if not isinstance(source, Dataset) and isinstance(inner, Dataset) and not view:
         source = inner
-    if isinstance(source, Dataset):
+    if isinstance(source, Dataset) or view:
         if open_kwargs:
             raise TypeError(f"open options {sorted(open_kwargs)} are only accepted with a path, repo id or URL, "
                             f"not with an open {source!r}")

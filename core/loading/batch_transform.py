@@ -155,6 +155,9 @@ class TransformedDataset:
     same transform with its per-batch randomness (``(seed, rank, epoch, batch_no)``).
     """
 
+    #: adapters take this view as a dataset (``prf.as_dataset`` keeps it, with its transforms)
+    is_dataset_view = True
+
     def __init__(self, dataset: Any, transforms: BatchTransform, epoch: int = 0):
         self.dataset = dataset
         self.transforms = transforms
