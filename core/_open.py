@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .dataset import Dataset
 from .decode import DecodeBackend
-from .errors import DatasetError, MetadataError
+from .errors import DatasetError, MetadataError, OptionsError
 from .format import DatasetMeta
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -157,6 +157,9 @@ def open_dataset(
     backend: str | DecodeBackend = "pyav",
     device: str = "cpu",
     revision: str | None = None,
+    root: str | Path | None = None,
+    video_backend: str | None = None,
+    image_transforms: Any = None,
 ) -> Dataset:
     """Open a LeRobot dataset (format v2.0, v2.1 or v3.0) for training.
 
@@ -164,8 +167,10 @@ def open_dataset(
         source: dataset root folder, an fsspec URL, or a Hub repo id (both need ``prf[hub]``; only
             ``meta/`` and the files of ``episodes`` and ``cameras`` are fetched, see
             :func:`resolve_source`).
-        episodes: episode indices to use (default: all in the episodes table). A partial download
-            opens with the episodes whose files are present.
+        episodes: episode indices to use (default: all in the episodes table), or a SQL query over
+            the dataset's views selecting them (``"SELECT episode_index FROM episodes WHERE length >
+            100"``, needs ``prf[query]``; see :func:`prf.sql`) or a query's result table. A partial
+            download opens with the episodes whose files are present.
         delta_timestamps: ``{feature key: [seconds, ...]}`` windows, as LeRobot's ``delta_timestamps``.
         tolerance_s: how far (seconds) a window offset may be off the fps grid and a video frame's pts
             from its requested time, as LeRobot's ``tolerance_s``.
@@ -174,6 +179,12 @@ def open_dataset(
             available), or an instance of :class:`prf.DecodeBackend`.
         device: where the torchcodec backend decodes (``"cuda"``: NVDEC; not for AV1 on A100/H100).
         revision: Hub revision when ``source`` is a repo id.
+        root: LeRobot's name for the local folder (``LeRobotDataset(repo_id, root=...)``): when given,
+            the dataset is opened from there and ``source`` is only its name (a repo id).
+        video_backend: LeRobot's name for ``backend`` (``"pyav"``, ``"torchcodec"``).
+        image_transforms: LeRobot's name for image transforms applied to every camera: a
+            :mod:`prf.transforms` transform (on ``uint8`` frames); the result is then the view
+            ``ds.with_transforms(transform=image_transforms)`` (see :meth:`prf.Dataset.with_transforms`).
 
     Returns:
         A :class:`prf.Dataset`; ``ds[i]`` is a dict of NumPy arrays (cameras ``uint8 [H, W, C]``,
@@ -185,12 +196,26 @@ def open_dataset(
             that are present).
         DataFileError: a parquet file is corrupt or disagrees with the metadata.
         DeltaTimestampsError: a ``delta_timestamps`` value is off the fps grid or names no feature.
+        OptionsError: ``backend`` and ``video_backend`` name different backends.
+        QueryError: an ``episodes`` query fails.
     """
-    episodes = None if episodes is None else list(episodes)
+    if video_backend is not None:
+        if backend not in ("pyav", video_backend):
+            raise OptionsError(f"backend={backend!r} and video_backend={video_backend!r} disagree; give one of them")
+        backend = video_backend
+    if root is not None:
+        source = root  # LeRobot: repo_id names the dataset, root is where it is
+    if episodes is not None and not isinstance(episodes, (list, tuple, range)) and not hasattr(episodes, "__array__"):
+        if isinstance(episodes, str) or type(episodes).__module__.startswith("pyarrow"):
+            # by design the one upward reach of this layer: a SQL selection of episodes (prf.query)
+            from .query import resolve_episodes
+
+            episodes = resolve_episodes(source, episodes)
+    episodes = None if episodes is None else [int(e) for e in episodes]
     cameras = None if cameras is None else list(cameras)
     root, meta = _resolve(source, revision, episodes, cameras)
     meta = meta or DatasetMeta(root)
-    return Dataset(
+    ds = Dataset(
         meta,
         episodes=episodes,
         delta_timestamps=delta_timestamps,
@@ -199,6 +224,7 @@ def open_dataset(
         backend=backend,
         device=device,
     )
+    return ds if image_transforms is None else ds.with_transforms(transform=image_transforms)
 
 
 def as_dataset(source: Any, **open_kwargs: Any) -> Dataset:
