@@ -9,6 +9,7 @@ finalizers.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -21,23 +22,26 @@ from ._per_thread import DEFAULT_MAX_OPEN, DEFAULT_MAX_OPEN_BYTES, decoder_bytes
 
 
 _THREAD = threading.local()
+_INHERITED_REFORMATTERS: list = []
 
 
 def rgb_reformatter():
-    """This thread's PyAV ``VideoReformatter`` (one swscale context, re-initialised by FFmpeg only when
-    the source format or size changes).
+    """This thread's PyAV ``VideoReformatter`` in this process (one swscale context, re-initialised by
+    FFmpeg only when the source format or size changes).
 
     Measured: ``frame.to_ndarray(format=...)`` builds a new swscale context for every frame (7x slower
     than a reused one at 96x96), and initialising a context costs 3-12 ms, so a reformatter per open
     file made a shuffled epoch over many small shards (161 files of 64x64) spend most of its time in
-    swscale set-up (a decoder LRU re-opens files). Contexts hold no FFmpeg thread, so a forked child
-    may reuse or drop the parent's."""
-    r = getattr(_THREAD, "reformatter", None)
-    if r is None:
+    swscale set-up (a decoder LRU re-opens files). Fork-safe as the decoders are: swscale may run
+    threads, so a forked child never uses (nor frees) the parent's context; it builds its own."""
+    got = getattr(_THREAD, "reformatter", None)
+    if got is None or got[0] != os.getpid():
         from av.video.reformatter import VideoReformatter
 
-        r = _THREAD.reformatter = VideoReformatter()
-    return r
+        if got is not None:
+            _INHERITED_REFORMATTERS.append(got[1])  # the parent's: kept alive, never used or freed here
+        got = _THREAD.reformatter = (os.getpid(), VideoReformatter())
+    return got[1]
 
 
 class _OpenVideo:
