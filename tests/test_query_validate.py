@@ -159,11 +159,11 @@ def test_timestamps_off_grid(copy_dataset):
     assert all("'timestamp'" in f.message for f in rep.by_check("stats.consistent"))
     (f,) = rep.by_check("timestamps.grid")
     assert f.episode == 1 and f.file == DATA and f"{386 - 100} timestamps" in f.message and "worst 0.51" in f.message
-    # the defect shows where training would fail: a sample there raises TimestampError
-    ds = prf.open_dataset(root, episodes=[1])
-    with pytest.raises(prf.errors.TimestampError):
-        ds[200]
-    ds[50]
+    # training would fail on it: opening the episode raises TimestampError (the open-time check, as
+    # LeRobot's check_timestamps_sync), naming the episode and the tolerance that would accept it
+    with pytest.raises(prf.errors.TimestampError, match=r"episode 1.*tolerance_s=0\.51"):
+        prf.open_dataset(root, episodes=[1])
+    prf.open_dataset(root, episodes=[0])[50]
 
 
 def test_video_frames_short_video(copy_dataset):
