@@ -199,21 +199,10 @@ ds = prf.open_dataset(root)
 open_s = time.perf_counter() - t0
 backend = ds.backend
 peak = {"decoders_open": 0, "index_entries": 0, "fds": 0, "rss_mb": 0.0}
-tables = []
-orig = type(backend)._open if hasattr(type(backend), "_open") else None
-if orig is not None:
-    def _open(self, path, _orig=orig):
-        v = _orig(self, path)
-        t = self._decoders.current()
-        if all(t is not x for x in tables):
-            tables.append(t)
-        return v
-    type(backend)._open = _open
 def sample():
-    st = _backend.stats(backend)
-    n_dec = st.get("decoders_open", sum(len(t) for t in tables))
+    n_dec = _backend.stats(backend)["decoders_open"]
     peak["decoders_open"] = max(peak["decoders_open"], n_dec)
-    peak["index_entries"] = max(peak["index_entries"], len(getattr(_index, "_CACHE", {})))
+    peak["index_entries"] = max(peak["index_entries"], _index.index_cache_stats()["memory_entries"])
     peak["fds"] = max(peak["fds"], proc.num_fds())
     peak["rss_mb"] = max(peak["rss_mb"], proc.memory_info().rss / 2**20)
 rss_open = proc.memory_info().rss / 2**20

@@ -9,13 +9,13 @@ timestamp to the exact frame. Backends: :class:`PyAVBackend` (default, always av
 
 Memory bounds of the caches that grow with a dataset (defaults; all LRU):
 
-- open decoders: 256 (a sixteenth of the fd limit when lower) and 256 MiB (estimated) per thread and backend (:mod:`prf.decode._per_thread`);
+- open decoders: 256 (a sixteenth of the fd limit when lower) and 128 MiB (estimated) per thread and backend (:mod:`prf.decode._per_thread`);
 - packet indexes in memory: 20,000 indexes and 256 MiB (:func:`configure_index_cache`); on disk one
   file of ~9 bytes per frame per video (``$PRF_INDEX_CACHE``, default ``~/.cache/prf/index``);
 - frame-cache entries in RAM: ``in_memory_bytes`` (a quarter of physical memory, or
   ``$PRF_CACHE_IN_MEMORY_MB``), 256 open entry files (:class:`~prf.decode.cache.FrameCache`).
 
-So a 10,000-file dataset read by 2 worker threads holds at most 512 MiB of decoders + 256 MiB of
+So a 10,000-file dataset read by 2 worker threads holds at most 256 MiB of decoders + 256 MiB of
 indexes (176 MiB for 1,000-frame videos), plus the frame cache's RAM budget when one is used.
 """
 

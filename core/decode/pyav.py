@@ -105,7 +105,7 @@ class PyAVBackend(_PooledBackend):
             buffer several frames before presenting one); loaders parallelise across files/GOPs instead.
         max_open: open files kept per thread (least recently used are closed).
         max_open_bytes: estimated bytes of open decoders kept per thread (see
-            :func:`prf.decode._per_thread.decoder_bytes`; default 256 MiB).
+            :func:`prf.decode._per_thread.decoder_bytes`; default 128 MiB).
     """
 
     name = "pyav"

@@ -41,7 +41,7 @@ class TorchCodecBackend(_PooledBackend):
         device: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"`` (NVDEC).
         num_ffmpeg_threads: FFmpeg threads per decoder (1: loaders parallelise across workers).
         max_open: decoders kept per thread (least recently used are released).
-        max_open_bytes: estimated bytes of decoders kept per thread (default 256 MiB; see
+        max_open_bytes: estimated bytes of decoders kept per thread (default 128 MiB; see
             :func:`prf.decode._per_thread.decoder_bytes`).
 
     Raises (on first use):
