@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import DataFileError, SchemaError
+from ..stream import open_input
 
 #: bump when the cache layout changes (old entries are then ignored and replaced).
 CACHE_FORMAT = 1
@@ -336,7 +337,7 @@ def locate_episodes(path: Path, runs: np.ndarray, episodes: np.ndarray, lengths:
 # ---- readers -------------------------------------------------------------------------------------------
 def _parquet(path: Path) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path, pre_buffer=True)
+        return pq.ParquetFile(open_input(path), pre_buffer=True)  # a streamed file: by byte range
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:

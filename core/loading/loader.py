@@ -18,7 +18,7 @@ from ._malloc import tune_malloc
 from ..decode import DecodeBackend
 from .plan import BatchPlan, DecodedFrames, allocate, assemble, decode_tasks
 from ..errors import SamplerError
-from ..sampling import Sampler, SequentialSampler, ShuffleSampler, undelivered
+from ..sampling import EpisodePoolSampler, Sampler, SequentialSampler, ShuffleSampler, undelivered
 
 
 class Loader:
@@ -84,6 +84,9 @@ class Loader:
         self.num_workers = int(num_workers)
         self.prefetch = int(prefetch)
         self.decode_window = None if decode_window is None else max(1, int(decode_window))
+        if sampler is None and shuffle and getattr(dataset, "streaming", False):
+            # a streamed dataset shuffles by episode pools: decode locality is fetch locality
+            sampler = EpisodePoolSampler(dataset, seed=seed, rank=rank, world_size=world_size)
         if sampler is None:
             cls = ShuffleSampler if shuffle else SequentialSampler
             sampler = cls(len(dataset), seed=seed, rank=rank, world_size=world_size)
