@@ -22,6 +22,7 @@ from typing import Iterable
 
 import numpy as np
 
+from . import _mp4
 from ._file import RemoteFile
 from ._mp4 import PacketTable, gop_ranges, packet_table as _packet_table
 from ._ranges import STORE
@@ -95,6 +96,7 @@ def prefetch_frames(path: str | Path, frames: np.ndarray) -> int:
     if url is None:
         return 0
     src = source(url)
+    src.check()  # a file seen to change serves no more bytes, cached or not
     ranges = gop_ranges(_packet_table(src), frames)
     STORE.fetch(src, ranges)
     return len(ranges)
@@ -115,8 +117,9 @@ def stream_stats(reset: bool = False) -> dict[str, int]:
 
 
 def clear_cache() -> None:
-    """Drop every cached range (the next reads fetch again)."""
+    """Drop every cached range and mp4 packet table (the next reads fetch again)."""
     STORE.clear()
+    _mp4._TABLES.clear()
 
 
 def configure(cache_bytes: int | None = None) -> None:

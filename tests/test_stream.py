@@ -1,0 +1,264 @@
+"""Streaming (``prf.open_dataset(url, streaming=True)``) from a real HTTP server on 127.0.0.1 serving
+../shared/data/lerobot with byte ranges (tests/_range_server.py), counting requests and bytes on the
+server side: parity with the local dataset and with LeRobot's oracle samples, bytes fetched for an
+epoch against the bytes of the GOPs and row groups it needs, no whole-file GET of a data or video
+file, and injected faults (dropped connections, 503s, a file replaced mid-epoch)."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import prf
+import prf.stream
+from conftest import LEROBOT, dataset_path
+from _range_server import Faults, RangeServer
+from prf.decode import build_index
+from prf.errors import StreamError
+from prf.sampling import EpisodePoolSampler
+
+STREAM_ORACLES = ["so101_wrist_v30", "aloha_multicam_v30", "g1_cam_high_v21_subset", "pusht_sim_v30"]
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRF_CACHE", str(tmp_path / "cache"))
+    prf.stream.clear_cache()
+    yield
+    prf.stream.configure(cache_bytes=prf.stream._ranges.CACHE_BYTES)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with RangeServer(LEROBOT) as srv:
+        yield srv
+
+
+def _oracle(name):
+    root = dataset_path(name)
+    return json.loads((root / "oracle.json").read_text()), np.load(root / "oracle.npz")
+
+
+def _open_pair(url, name, **kw):
+    oj, o = _oracle(name)
+    kw = dict(delta_timestamps=oj["delta_timestamps"], episodes=oj.get("episodes_filter"), **kw)
+    return prf.open_dataset(f"{url}/{name}", streaming=True, **kw), prf.open_dataset(dataset_path(name), **kw), o
+
+
+def _assert_same(a, b):
+    assert sorted(a) == sorted(b)
+    for k in a:
+        if k == "task":
+            assert list(a[k]) == list(b[k])
+        else:
+            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+            assert np.array_equal(a[k], b[k]), k
+
+
+def _no_whole_file_get(srv, name):
+    bad = [e for e in srv.requests(name) if e.method == "GET" and e.range is None
+           and not e.path.startswith(f"{name}/meta")]
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("name", STREAM_ORACLES)
+def test_streamed_oracle_equals_lerobot_and_local(server, name):
+    streamed, local, o = _open_pair(server.url, name)
+    assert streamed.streaming and not getattr(local, "streaming", False)
+    got = streamed.get_batch(o["indices"])
+    _assert_same(got, local.get_batch(o["indices"]))  # bit for bit, frames included
+    checked = 0
+    for key in o.files:  # and LeRobot's own samples, as tests/test_parity.py checks the local ones
+        if key in ("indices", "dataset_position") or "@" in key or key.startswith("lerobot0"):
+            continue
+        ref = o[key]
+        if key == "task":
+            assert list(got["task"]) == ref.tolist()
+        elif key in streamed.cameras:
+            diff = np.abs(got[key].transpose(0, 1, 4, 2, 3).astype(np.int16) - ref.astype(np.int16))
+            assert diff.max() <= 8 and diff.reshape(-1, diff[0, 0].size).mean(axis=1).max() <= 0.5
+        else:
+            assert got[key].dtype == ref.dtype and np.array_equal(got[key], ref), key
+        checked += 1
+    assert checked >= 10
+    _no_whole_file_get(server, name)
+
+
+def test_index_from_sample_tables_equals_full_demux(server):
+    """The mp4 index built from the moov only (mdat read as zeros, never fetched) is the demux's."""
+    name = "aloha_multicam_v30"
+    ds = prf.open_dataset(f"{server.url}/{name}", streaming=True)
+    for cam in ds.video_cameras:
+        for path in ds._video_files[cam]:
+            rel = path.split(f"/{name}/", 1)[1]
+            server.reset()
+            remote = build_index(path)
+            assert remote.same_as(build_index(LEROBOT / name / rel)), rel
+            sent = server.bytes_sent(f"{name}/{rel}")
+            assert 0 < sent < 64 * 1024, (rel, sent)  # the moov and box headers, no packet payload
+
+
+def _needed_video_bytes(path, frames):
+    """Bytes of the GOPs holding ``frames`` in a local mp4 (full demux), plus its non-mdat boxes."""
+    rows = []
+    with av.open(str(path)) as c:
+        for p in c.demux(c.streams.video[0]):
+            if p.pts is not None:
+                rows.append((p.pts, p.is_keyframe, p.pos, p.size))
+    rows.sort()
+    arr = np.asarray(rows, dtype=np.int64)
+    keys = np.flatnonzero(arr[:, 1])
+    bounds = np.concatenate([keys, [len(arr)]])
+    g = np.unique(np.searchsorted(keys, frames, side="right") - 1)
+    covered = set()
+    for j in g.tolist():
+        sl = arr[bounds[j]:bounds[j + 1]]
+        covered.add((int(sl[:, 2].min()), int((sl[:, 2] + sl[:, 3]).max())))
+    data = path.read_bytes()
+    boxes, off = 0, 0
+    while off < len(data):
+        size, typ = struct.unpack(">I4s", data[off:off + 8])
+        size = struct.unpack(">Q", data[off + 8:off + 16])[0] if size == 1 else size
+        boxes += 16 if typ == b"mdat" else size
+        off += size
+    return sum(b - a for a, b in covered) + boxes
+
+
+def _needed_parquet_bytes(path, episodes):
+    pf = pq.ParquetFile(path)
+    md = pf.metadata
+    col = [i for i in range(md.num_columns) if md.schema.column(i).path == "episode_index"][0]
+    n = md.serialized_size + 8
+    for g in range(md.num_row_groups):
+        st = md.row_group(g).column(col).statistics
+        if any(st.min <= e <= st.max for e in episodes):
+            rg = md.row_group(g)
+            n += sum(rg.column(i).total_compressed_size for i in range(rg.num_columns))
+    return n
+
+
+@pytest.mark.parametrize("name,episodes", [("aloha_multicam_v30", [3, 4, 8]), ("so101_wrist_v30", [2, 3])])
+def test_epoch_bytes_within_1_3x_of_needed_gops_and_row_groups(name, episodes):
+    with RangeServer(LEROBOT) as srv:
+        ds = prf.open_dataset(f"{srv.url}/{name}", streaming=True, episodes=episodes)
+        local = prf.open_dataset(dataset_path(name), episodes=episodes)
+        srv.reset()
+        loader = ds.loader(batch_size=32, shuffle=True, num_workers=2)
+        assert isinstance(loader.sampler, EpisodePoolSampler)  # the streaming default
+        n = 0
+        for batch in loader:
+            _assert_same(batch, local.get_batch(_positions(local, batch)))
+            n += len(batch["task"])
+        assert n == len(ds)
+        needed = 0
+        for rel in local.meta.files_of(episodes, local.video_cameras):
+            p = LEROBOT / name / rel
+            if rel.endswith(".parquet"):
+                needed += _needed_parquet_bytes(p, episodes)
+            else:
+                cam = next(c for c in local.video_cameras if f"/{c}/" in f"/{rel}")
+                frames = _frames_of(local, cam, rel)
+                needed += _needed_video_bytes(p, frames)
+        fetched = srv.bytes_sent(f"{name}/data") + srv.bytes_sent(f"{name}/videos")
+        print(f"{name} episodes {episodes}: fetched {fetched} bytes, needed {needed} ({fetched / needed:.3f}x)")
+        assert fetched <= 1.3 * needed
+        whole = sum((LEROBOT / name / r).stat().st_size for r in local.meta.files_of(episodes, local.video_cameras))
+        assert fetched < whole  # the other episodes' bytes stayed on the server
+        _no_whole_file_get(srv, name)
+
+
+def _positions(ds, batch):
+    """Dataset positions of a batch's samples (from their episode and frame index)."""
+    ords = np.searchsorted(np.asarray(ds.episodes), batch["episode_index"])
+    return ds.episode_starts[ords] + batch["frame_index"]
+
+
+def _frames_of(ds, cam, rel):
+    """Frame indices of video ``rel`` that the selected episodes' samples decode."""
+    path = [p for p in ds._video_files[cam] if p.endswith(rel)][0]
+    fid = ds._video_files[cam].index(path)
+    idx = build_index(path)
+    out = []
+    for o in np.flatnonzero(ds._video_file_of[cam] == fid).tolist():
+        pos = np.arange(ds.episode_starts[o], ds.episode_starts[o] + ds.episode_lengths[o])
+        t = ds.column("timestamp")[pos].astype(np.float64) + ds._from_ts[cam][o]
+        out.append(idx.nearest(t)[0])
+    return np.unique(np.concatenate(out))
+
+
+def test_faults_drops_and_503s_give_the_same_samples():
+    name = "aloha_multicam_v30"
+    with RangeServer(LEROBOT, Faults(drop=0.15, error503=0.15, seed=3)) as srv:
+        before = prf.stream.stream_stats()["retries"]
+        streamed, local, o = _open_pair(srv.url, name)
+        _assert_same(streamed.get_batch(o["indices"]), local.get_batch(o["indices"]))
+        assert prf.stream.stream_stats()["retries"] > before
+        assert any(e.status == 503 for e in srv.log) and any(e.status == -1 for e in srv.log)
+
+
+def test_persistent_failure_raises_stream_error_naming_url_and_range(monkeypatch):
+    name = "so101_wrist_v30"
+    monkeypatch.setattr(prf.stream._transport, "RETRIES", 2)
+    monkeypatch.setattr(prf.stream._transport, "BACKOFF_S", 0.001)
+    with RangeServer(LEROBOT) as srv:
+        ds = prf.open_dataset(f"{srv.url}/{name}", streaming=True)
+        srv.faults.error503 = 1.0
+        with pytest.raises(StreamError) as e:
+            ds[100]
+        assert srv.url in str(e.value) and "bytes " in str(e.value) and "503" in str(e.value)
+        assert e.value.url.startswith(srv.url) and e.value.end > e.value.start
+
+
+@pytest.mark.parametrize("same_size", [False, True])
+def test_file_replaced_mid_epoch_raises(same_size):
+    name = "so101_wrist_v30"
+    with RangeServer(LEROBOT) as srv:
+        ds = prf.open_dataset(f"{srv.url}/{name}", streaming=True)
+        ds.get_batch(np.arange(0, 20))  # first episode's frames: fetched and cached
+        rel = f"{name}/" + ds.meta.files_of(None, ds.video_cameras)[-1]
+        body = (LEROBOT / rel).read_bytes()
+        srv.faults.replaced[rel] = body[:-7] + b"changed" if same_size else body + b"more"
+        with pytest.raises(StreamError, match="changed on the server"):
+            for start in range(0, len(ds), 97):
+                ds.get_batch(np.arange(start, min(start + 5, len(ds))))
+        with pytest.raises(StreamError):  # and no byte of that file is served any more, cached or not
+            ds.get_batch(np.arange(0, 5))
+
+
+def test_small_cache_cap_still_exact(server):
+    """A range cache far smaller than one file: ranges are evicted and fetched again, samples stay exact."""
+    prf.stream.configure(cache_bytes=96 * 1024)
+    streamed, local, o = _open_pair(server.url, "so101_wrist_v30")
+    _assert_same(streamed.get_batch(o["indices"][:16]), local.get_batch(o["indices"][:16]))
+    assert prf.stream.stream_stats()["cached_bytes"] <= 96 * 1024
+
+
+def test_samplers_resume_and_rank_shards_on_a_streamed_dataset(server):
+    name = "pusht_sim_v30"
+    ds = prf.open_dataset(f"{server.url}/{name}", streaming=True)
+    local = prf.open_dataset(dataset_path(name))
+    seen = []
+    for rank in (0, 1):
+        a = ds.loader(batch_size=16, shuffle=True, seed=5, rank=rank, world_size=2)
+        b = local.loader(batch_size=16, sampler=EpisodePoolSampler(local, seed=5, rank=rank, world_size=2))
+        it = iter(a)
+        first = next(it)
+        state = a.state_dict()
+        rest = list(it)
+        ref = list(b)
+        _assert_same(first, ref[0])
+        for x, y in zip(rest, ref[1:]):
+            _assert_same(x, y)
+        resumed = ds.loader(batch_size=16, shuffle=True, seed=5, rank=rank, world_size=2)
+        resumed.load_state_dict(state)
+        again = list(resumed)
+        assert len(again) == len(rest)
+        for x, y in zip(again, rest):
+            _assert_same(x, y)
+        seen.append(np.concatenate([first["index"]] + [r["index"] for r in rest]))
+    assert set(np.concatenate(seen).tolist()) >= set(range(len(local)))
