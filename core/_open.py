@@ -12,9 +12,9 @@ from tqdm.auto import tqdm
 
 from .dataset import Dataset
 from .decode import DecodeBackend
-from .errors import MetadataError
+from .errors import MetadataError, StreamError, VideoError
 from .format import DatasetMeta
-from .stream import register_root
+from .stream import register_root, warm as stream_warm
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -216,6 +216,10 @@ def open_dataset(
             text = f"hf://datasets/{text}" + (f"@{revision}" if revision else "")
         root, meta = _stream_url(text)
         streamed = True
+        try:  # every selected file's version and mp4 sample tables, fetched concurrently
+            stream_warm([meta.path(f) for f in meta.files_of(episodes, cameras)])
+        except (StreamError, VideoError):
+            pass  # reported, with the file named, where the dataset opens or reads it
         if backend != "pyav" and not isinstance(backend, DecodeBackend):
             raise ValueError(f"{text}: a streamed dataset decodes with backend='pyav' (got {backend!r})")
     else:

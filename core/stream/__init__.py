@@ -31,7 +31,7 @@ from ._transport import Version, transport_stats
 
 __all__ = ["MARKER", "PacketTable", "RemoteFile", "Version", "clear_cache", "configure", "file_version",
            "is_remote", "is_file", "open_input", "packet_table", "prefetch_frames", "prefetch_ranges", "register_root", "remote_url",
-           "stream_stats"]
+           "stream_stats", "warm"]
 
 
 def is_remote(path: str | Path) -> bool:
@@ -107,6 +107,27 @@ def prefetch_ranges(path: str | Path, ranges: Iterable[tuple[int, int]]) -> None
     url = remote_url(path)
     if url is not None:
         STORE.fetch(source(url), list(ranges))
+
+
+def warm(paths: Iterable[str | Path], workers: int = 16) -> None:
+    """Capture the version of every streamed file of ``paths`` and build the packet table of every mp4
+    among them, ``workers`` files at a time (what the first batch would otherwise do file by file).
+
+    Raises:
+        StreamError, VideoError: as :func:`file_version` and :func:`packet_table`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    urls = [u for u in (remote_url(p) for p in paths) if u is not None]
+
+    def one(url: str) -> None:
+        src = source(url)
+        src.version
+        if url.lower().endswith(".mp4"):
+            _packet_table(src)
+
+    if urls:
+        with ThreadPoolExecutor(min(workers, len(urls)), thread_name_prefix="prf-stream-warm") as pool:
+            list(pool.map(one, urls))
 
 
 def stream_stats(reset: bool = False) -> dict[str, int]:
