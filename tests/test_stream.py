@@ -310,3 +310,21 @@ def test_range_segments_assemble_exactly(inserts, a, n):
     assert (short is None) == (not covered[a]) if a < b else True
     if short is not None:
         assert short == data[a:a + len(short)] and len(short) >= 1
+
+
+def test_torch_dataloader_workers_read_a_streamed_dataset(server):
+    """Worker processes (forkserver) find the stream through the mirror root's marker file."""
+    torch = pytest.importorskip("torch")
+    import prf.torch
+
+    name = "pusht_sim_v30"
+    ds = prf.open_dataset(f"{server.url}/{name}", streaming=True)
+    local = prf.open_dataset(dataset_path(name))
+    dl = torch.utils.data.DataLoader(prf.torch.Dataset(ds), batch_size=8, num_workers=2)
+    for j, b in enumerate(dl):
+        ref = local.get_batch(np.arange(8 * j, 8 * j + 8))
+        for k in ref:
+            if k != "task":
+                assert np.array_equal(b[k].numpy(), ref[k]), k
+        if j == 2:
+            break
