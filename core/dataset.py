@@ -28,7 +28,7 @@ from .format import INDEX_KEYS, DatasetMeta
 from .format.tables import ColumnSpec, Piece, column_specs, estimated_bytes, locate_episodes, open_cached, read_in_memory
 from .loading.plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
 from .image import decode_image
-from .stream import is_remote, open_input, prefetch_frames_async
+from .stream import is_remote, open_input
 from .windows import delta_indices, window_rows
 
 
@@ -416,7 +416,6 @@ class Dataset:
                     f"timestamps disagree"
                 )
             frames[sel] = frame_idx
-            prefetch_frames_async(path, frame_idx)  # a streamed video: its GOPs fetched ahead of the decode
         return CameraRequest((B, T), key in self.delta_indices, self._video_files[key], file_ids, frames)
 
 

@@ -17,7 +17,6 @@ Memory: one LRU of fetched ranges per process, capped at ``PRF_STREAM_CACHE_MB``
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -31,7 +30,7 @@ from ._source import MARKER, register_root, remote_url, source
 from ._transport import Version, transport_stats
 
 __all__ = ["MARKER", "PacketTable", "RemoteFile", "Version", "clear_cache", "configure", "file_version",
-           "is_remote", "is_file", "open_input", "packet_table", "prefetch_frames", "prefetch_frames_async", "prefetch_ranges", "register_root", "remote_url",
+           "is_remote", "is_file", "open_input", "packet_table", "prefetch_frames", "prefetch_ranges", "register_root", "remote_url",
            "stream_stats", "warm"]
 
 
@@ -101,33 +100,6 @@ def prefetch_frames(path: str | Path, frames: np.ndarray) -> int:
     ranges = gop_ranges(_packet_table(src), frames)
     STORE.fetch(src, ranges)
     return len(ranges)
-
-
-_AHEAD = None
-_AHEAD_PID = 0
-
-
-def prefetch_frames_async(path: str | Path, frames: np.ndarray) -> None:
-    """Start fetching the GOPs of ``frames`` of a streamed video in the background (a batch planned
-    ahead of its decode); returns at once. The decode's own :func:`prefetch_frames` then waits for
-    these ranges instead of fetching them again. Errors are left to that call (raised there)."""
-    global _AHEAD, _AHEAD_PID
-    url = remote_url(path)
-    if url is None:
-        return
-    if _AHEAD is None or _AHEAD_PID != os.getpid():  # a forked child starts its own threads
-        from concurrent.futures import ThreadPoolExecutor
-
-        _AHEAD, _AHEAD_PID = ThreadPoolExecutor(4, thread_name_prefix="prf-stream-ahead"), os.getpid()
-    frames = np.array(frames, dtype=np.int64)
-    _AHEAD.submit(_quiet_prefetch, path, frames)
-
-
-def _quiet_prefetch(path, frames) -> None:
-    try:
-        prefetch_frames(path, frames)
-    except Exception:  # noqa: BLE001 - the decode of these frames fetches again and raises
-        pass
 
 
 def prefetch_ranges(path: str | Path, ranges: Iterable[tuple[int, int]]) -> None:
