@@ -157,7 +157,11 @@ class RangeStore:
             for a, b in wanted:
                 for g in segs.gaps(a, b):
                     gaps += _subtract(g, flying, waits)
-            for a, b in _plan(gaps):
+
+            def free(a: int, b: int) -> bool:  # a hole worth fetching with its neighbours: not cached, not in flight
+                return segs.gaps(a, b) == [(a, b)] and not any(fa < b and fb > a for fa, fb, _ in flying)
+
+            for a, b in _plan(gaps, free):
                 ev = threading.Event()
                 mine.append((a, b, ev))
                 flying.append((a, b, ev))
@@ -242,11 +246,12 @@ def _subtract(gap: tuple[int, int], flying: list[tuple[int, int, threading.Event
     return parts
 
 
-def _plan(gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Requests for ``gaps``: sorted, merged across holes < :data:`MERGE_GAP`, split at :data:`MAX_REQUEST`."""
+def _plan(gaps: list[tuple[int, int]], free=lambda a, b: True) -> list[tuple[int, int]]:
+    """Requests for ``gaps``: sorted, merged across holes < :data:`MERGE_GAP` that are ``free`` (neither
+    cached nor in flight: never fetched twice), split at :data:`MAX_REQUEST`."""
     merged: list[list[int]] = []
     for a, b in sorted(gaps):
-        if merged and a - merged[-1][1] < MERGE_GAP:
+        if merged and (a <= merged[-1][1] or (a - merged[-1][1] < MERGE_GAP and free(merged[-1][1], a))):
             merged[-1][1] = max(merged[-1][1], b)
         else:
             merged.append([a, b])
