@@ -145,7 +145,8 @@ def _needed_parquet_bytes(path, episodes):
     return n
 
 
-@pytest.mark.parametrize("name,episodes", [("aloha_multicam_v30", [3, 4, 8]), ("so101_wrist_v30", [2, 3])])
+@pytest.mark.parametrize("name,episodes", [("aloha_multicam_v30", [3, 4, 8]), ("so101_wrist_v30", [2, 3]),
+                                           ("g1_cam_high_v21_subset", [1, 2])])
 def test_epoch_bytes_within_1_3x_of_needed_gops_and_row_groups(name, episodes):
     with RangeServer(LEROBOT) as srv:
         ds = prf.open_dataset(f"{srv.url}/{name}", streaming=True, episodes=episodes)
@@ -329,3 +330,40 @@ def test_torch_dataloader_workers_read_a_streamed_dataset(server):
                 assert np.array_equal(b[k].numpy(), ref[k]), k
         if j == 2:
             break
+
+
+def test_parquet_only_dataset_streams(server):
+    name = "rebot_novideo_v30"
+    ds = prf.open_dataset(f"{server.url}/{name}", streaming=True)
+    local = prf.open_dataset(dataset_path(name))
+    assert len(ds) == len(local)
+    _assert_same(ds.get_batch(np.arange(len(ds))), local.get_batch(np.arange(len(local))))
+    _no_whole_file_get(server, name)
+
+
+def test_repo_id_streams_as_hf_url(monkeypatch):
+    """A Hub repo id with ``streaming=True`` is read as ``hf://datasets/<id>@<revision>`` (no network
+    here: the URL handed to the streaming open is checked)."""
+    import prf._open as opener
+
+    seen = []
+
+    def fake(url):
+        seen.append(url)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(opener, "_stream_url", fake)
+    with pytest.raises(RuntimeError, match="stop"):
+        prf.open_dataset("lerobot/pusht", streaming=True, revision="v3.0")
+    assert seen == ["hf://datasets/lerobot/pusht@v3.0"]
+
+
+def test_missing_remote_file_is_missing_files_error(tmp_path):
+    """A data/video file the metadata names but the server lacks (404): MissingFilesError, as locally."""
+    import shutil
+
+    name = "pusht_sim_v30"
+    shutil.copytree(dataset_path(name) / "meta", tmp_path / name / "meta")
+    with RangeServer(tmp_path) as srv:
+        with pytest.raises(prf.errors.MissingFilesError):
+            prf.open_dataset(f"{srv.url}/{name}", streaming=True)

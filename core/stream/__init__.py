@@ -52,7 +52,11 @@ def open_input(path: str | Path, *, short_reads: bool = False):
 
 def is_file(path: str | Path) -> bool:
     """``Path(path).is_file()`` for a local path; for a streamed one whether the server has it (its
-    version is captured now: one HEAD request, once per file and process)."""
+    version is captured now: one HEAD request, once per file and process).
+
+    Raises:
+        StreamError: the server keeps failing (after retries) or refuses the request otherwise than
+            with 404 / 410."""
     url = remote_url(path)
     if url is None:
         return Path(path).is_file()
@@ -60,8 +64,10 @@ def is_file(path: str | Path) -> bool:
 
     try:
         source(url).version
-    except StreamError:
-        return False
+    except StreamError as e:
+        if getattr(e, "missing", False):  # 404 / 410 / no such object: absent
+            return False
+        raise  # the server keeps failing: not "missing"
     return True
 
 

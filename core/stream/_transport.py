@@ -160,7 +160,9 @@ class HTTPTransport(Transport):
                               f"on If-Match); restart from a consistent dataset", self.url, start, end)
         if r.status >= 400:
             rng = "" if start is None else f" bytes {start}-{end - 1}"
-            raise StreamError(f"{self.url}{rng}: HTTP {r.status} {r.reason}", self.url, start, end)
+            e = StreamError(f"{self.url}{rng}: HTTP {r.status} {r.reason}", self.url, start, end)
+            e.missing = r.status in (404, 410)
+            raise e
 
     def _version_once(self) -> Version:
         r, _ = self._request("HEAD", {})
@@ -206,7 +208,9 @@ class FsspecTransport(Transport):
         try:
             info = self.fs.info(self.path)
         except FileNotFoundError:
-            raise StreamError(f"{self.url}: no such file", self.url) from None
+            e = StreamError(f"{self.url}: no such file", self.url)
+            e.missing = True
+            raise e from None
         etag = info.get("ETag") or info.get("etag") or info.get("checksum")
         return Version(int(info["size"]), None if etag is None else str(etag))
 
