@@ -367,3 +367,9 @@ def test_missing_remote_file_is_missing_files_error(tmp_path):
     with RangeServer(tmp_path) as srv:
         with pytest.raises(prf.errors.MissingFilesError):
             prf.open_dataset(f"{srv.url}/{name}", streaming=True)
+
+
+def test_frame_cache_on_a_streamed_dataset_is_a_clear_error(server, tmp_path):
+    ds = prf.open_dataset(f"{server.url}/pusht_sim_v30", streaming=True)
+    with pytest.raises(StreamError, match="decoded-frame cache"):
+        ds.loader(batch_size=4, cache_dir=tmp_path / "frames")
