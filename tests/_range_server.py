@@ -78,9 +78,22 @@ class RangeServer:
                 with srv._lock:
                     srv.log.append(Log(method, rel, rng, status, sent))
 
+            def _redirected(self) -> bool:
+                """``/redirect/<path>`` answers 302 to ``/<path>`` (as the Hub's resolve URLs do)."""
+                if not self.path.startswith("/redirect/"):
+                    return False
+                self.send_response(302)
+                self.send_header("Location", self.path[len("/redirect"):])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                self._record(self.command, self._rel(), None, 302, 0)
+                return True
+
             def do_HEAD(self):
                 if srv.faults.latency_s:
                     time.sleep(srv.faults.latency_s)
+                if self._redirected():
+                    return
                 rel = self._rel()
                 body = self._body(rel)
                 if body is None:
@@ -95,6 +108,8 @@ class RangeServer:
             def do_GET(self):
                 if srv.faults.latency_s:
                     time.sleep(srv.faults.latency_s)
+                if self._redirected():
+                    return
                 rel = self._rel()
                 body = self._body(rel)
                 header = self.headers.get("Range")

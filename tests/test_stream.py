@@ -373,3 +373,18 @@ def test_frame_cache_on_a_streamed_dataset_is_a_clear_error(server, tmp_path):
     ds = prf.open_dataset(f"{server.url}/pusht_sim_v30", streaming=True)
     with pytest.raises(StreamError, match="decoded-frame cache"):
         ds.loader(batch_size=4, cache_dir=tmp_path / "frames")
+
+
+def test_http_transport_follows_redirects_and_checks_the_version(server):
+    from prf.stream._transport import HTTPTransport, Version
+
+    rel = "so101_wrist_v30/data/chunk-000/file-000.parquet"
+    body = (LEROBOT / rel).read_bytes()
+    t = HTTPTransport(f"{server.url}/redirect/{rel}")
+    v = t.version()
+    assert v.size == len(body) and v.etag
+    assert t.read(100, 5000, v) == body[100:5000]
+    with pytest.raises(StreamError, match="changed on the server"):
+        t.read(0, 10, Version(v.size, '"another"'))  # If-Match fails: 412
+    with pytest.raises(StreamError, match="changed on the server"):
+        t.read(0, 10, Version(v.size + 1, None))  # Content-Range total differs

@@ -120,37 +120,45 @@ class HTTPTransport(Transport):
 
     def __init__(self, url: str):
         super().__init__(url)
-        u = urllib.parse.urlsplit(url)
-        self._https = u.scheme == "https"
-        self._host = u.hostname or ""
-        self._port = u.port
-        self._path = (u.path or "/") + (f"?{u.query}" if u.query else "")
         self._local = threading.local()
 
-    def _conn(self) -> http.client.HTTPConnection:
-        c = getattr(self._local, "conn", None)
+    def _conn(self, u: urllib.parse.SplitResult) -> http.client.HTTPConnection:
+        conns = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        key = (u.scheme, u.hostname, u.port)
+        c = conns.get(key)
         if c is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            c = self._local.conn = cls(self._host, self._port, timeout=TIMEOUT_S)
+            cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+            c = conns[key] = cls(u.hostname or "", u.port, timeout=TIMEOUT_S)
         return c
 
     def _drop_connection(self) -> None:
-        c = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if c is not None:
+        conns = getattr(self._local, "conns", None) or {}
+        self._local.conns = {}
+        for c in conns.values():
             try:
                 c.close()
             except Exception:  # noqa: BLE001 - a broken socket may fail to close; it is dropped anyway
                 pass
 
     def _request(self, method: str, headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
-        c = self._conn()
-        c.request(method, self._path, headers=headers)
-        r = c.getresponse()
-        body = r.read()  # raises IncompleteRead on a truncated body
-        if r.will_close:
-            self._drop_connection()
-        return r, body
+        """One request, following up to 5 redirects (a Hub ``resolve`` URL answers 302 to its CDN)."""
+        url = self.url
+        for _ in range(6):
+            u = urllib.parse.urlsplit(url)
+            c = self._conn(u)
+            c.request(method, (u.path or "/") + (f"?{u.query}" if u.query else ""), headers=headers)
+            r = c.getresponse()
+            body = r.read()  # raises IncompleteRead on a truncated body
+            if r.will_close:
+                self._drop_connection()
+            loc = r.getheader("Location")
+            if r.status in (301, 302, 303, 307, 308) and loc:
+                url = urllib.parse.urljoin(url, loc)
+                continue
+            return r, body
+        raise StreamError(f"{self.url}: more than 5 redirects", self.url)
 
     def _status(self, r: http.client.HTTPResponse, start, end) -> None:
         if r.status in _RETRY_STATUS:
@@ -174,7 +182,7 @@ class HTTPTransport(Transport):
 
     def _read_once(self, start: int, end: int, expect: Version) -> bytes:
         headers = {"Range": f"bytes={start}-{end - 1}"}
-        if expect.etag:
+        if expect.etag and not expect.etag.startswith("W/"):  # If-Match compares strong ETags only
             headers["If-Match"] = expect.etag
         r, body = self._request("GET", headers)
         self._status(r, start, end)
