@@ -431,3 +431,25 @@ def test_adapters_on_a_streamed_dataset(server, output):
     ref = local.get_batch(np.arange(8))
     for k in ("observation.state", "action", "observation.image", "index"):
         assert np.array_equal(np.asarray(got[k]), ref[k]), (output, k)
+
+
+def test_failure_inside_the_decoder_then_recovery(monkeypatch):
+    """Without the GOP prefetch every byte is read from inside PyAV (short reads on demand): a failure
+    there is a StreamError (not a VideoError), and once the server recovers the frames are exact."""
+    import prf.decode.pyav as pyav_backend
+
+    monkeypatch.setattr(pyav_backend, "prefetch_frames", lambda path, frames: 0)
+    monkeypatch.setattr(prf.stream._transport, "RETRIES", 1)
+    monkeypatch.setattr(prf.stream._transport, "BACKOFF_S", 0.001)
+    name = "so101_wrist_v30"
+    with RangeServer(LEROBOT) as srv:
+        ds = prf.open_dataset(f"{srv.url}/{name}", streaming=True)
+        local = prf.open_dataset(dataset_path(name))
+        pos = np.array([5, 400, 900, 1500])
+        srv.faults.error503 = 1.0
+        with pytest.raises(StreamError, match="503"):
+            ds.get_batch(pos)
+        srv.faults.error503 = 0.0
+        _assert_same(ds.get_batch(pos), local.get_batch(pos))
+        gets = [e for e in srv.requests(f"{name}/videos") if e.method == "GET"]
+        assert gets and all(e.range is not None for e in gets)

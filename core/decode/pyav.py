@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import VideoError
+from ..errors import StreamError, VideoError
 from ..stream import open_input, prefetch_frames
 from ._base import BackendCapabilities, _PooledBackend
 from ._index import VideoIndex, get_index
@@ -93,7 +93,7 @@ class PyAVBackend(_PooledBackend):
             with self._decoders.use(path, lambda p: (_OpenVideo(p, self.thread_count),
                                                      decoder_bytes(index.width, index.height))) as v:
                 return self._decode_sorted(path, index, want, v)
-        except VideoError:
+        except (VideoError, StreamError):
             self._decoders.drop(path)  # the decoder's state is unknown after an error: closed
             raise
 
