@@ -23,7 +23,7 @@ from .errors import PrfError
 from .ingest import ConversionReport, RoboticsDataFrame, convert_log, log_to_lerobot
 from .format import DatasetMeta, Episode, Feature, VideoRef
 from .loading import transforms
-from .loading import Loader
+from .loading import BatchTransform, DecodeOptions, Loader, LoaderIterator, ReadOptions, ShardOptions
 from .loading.normalize import Normalizer
 from .sampling import (
     EpisodeChunkSampler,
@@ -71,6 +71,11 @@ __all__ = [
     "PrfError",
     "errors",
     "Loader",
+    "LoaderIterator",
+    "BatchTransform",
+    "ReadOptions",
+    "ShardOptions",
+    "DecodeOptions",
     "Sampler",
     "SequentialSampler",
     "ShuffleSampler",

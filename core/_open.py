@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .dataset import Dataset
 from .decode import DecodeBackend
-from .errors import MetadataError, StreamError, VideoError
+from .errors import DatasetError, MetadataError, OptionsError, StreamError, VideoError
 from .format import DatasetMeta
 from .stream import register_root, warm as stream_warm
 
@@ -125,6 +125,7 @@ def resolve_source(
         MetadataError: the folder does not exist and ``source`` is not a repo id; or the repo's
             ``meta/`` is not a LeRobot dataset's.
         ImportError: a repo id was given and ``huggingface_hub`` is not installed (``pip install prf[hub]``).
+        DatasetError: the repo cannot be fetched (offline, no such repo, network); names repo and cause.
     """
     return _resolve(source, revision, None if episodes is None else [int(e) for e in episodes],
                     None if cameras is None else list(cameras))[0]
@@ -148,14 +149,28 @@ def _resolve(source: str | Path, revision: str | None, episodes: list[int] | Non
             f"{text!r} is not a local folder; to download it from the Hugging Face Hub install "
             f"the hub extra: pip install 'prf[hub]'"
         ) from None
-    root = Path(snapshot_download(repo_id=text, repo_type="dataset", revision=revision, allow_patterns=["meta/**"]))
+    root = Path(_hub_download(snapshot_download, text, revision, ["meta/**"]))
     if _COMMIT.match(root.name):
         revision = root.name  # the snapshot folder is named by the commit it resolved
     meta = DatasetMeta(root)
     files = _needed_files(meta, episodes, cameras)
     if files:
-        snapshot_download(repo_id=text, repo_type="dataset", revision=revision, allow_patterns=files)
+        _hub_download(snapshot_download, text, revision, files)
     return root, meta
+
+
+def _hub_download(snapshot_download, repo_id: str, revision: str | None, patterns: list[str]) -> str:
+    """``snapshot_download`` of a dataset repo; its failures (offline, no such repo, network, auth)
+    become one :class:`DatasetError` naming the repo and the cause."""
+    try:
+        return snapshot_download(repo_id=repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns)
+    except Exception as e:  # noqa: BLE001 - huggingface_hub raises many types (HTTP, offline, OS, value)
+        cause = " ".join(str(e).split()) or type(e).__name__
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        hint = " (HF_HUB_OFFLINE is set and the repo is not in the local cache)" if offline else ""
+        rev = f" at revision {revision!r}" if revision else ""
+        raise DatasetError(f"{repo_id}: cannot fetch the dataset from the Hugging Face Hub{rev}{hint}: "
+                           f"{type(e).__name__}: {cause}") from None
 
 
 def open_dataset(
@@ -168,6 +183,9 @@ def open_dataset(
     backend: str | DecodeBackend = "pyav",
     device: str = "cpu",
     revision: str | None = None,
+    root: str | Path | None = None,
+    video_backend: str | None = None,
+    image_transforms: Any = None,
     streaming: bool = False,
 ) -> Dataset:
     """Open a LeRobot dataset (format v2.0, v2.1 or v3.0) for training.
@@ -176,8 +194,10 @@ def open_dataset(
         source: dataset root folder, an fsspec URL, or a Hub repo id (both need ``prf[hub]``; only
             ``meta/`` and the files of ``episodes`` and ``cameras`` are fetched, see
             :func:`resolve_source`).
-        episodes: episode indices to use (default: all in the episodes table). A partial download
-            opens with the episodes whose files are present.
+        episodes: episode indices to use (default: all in the episodes table), or a SQL query over
+            the dataset's views selecting them (``"SELECT episode_index FROM episodes WHERE length >
+            100"``, needs ``prf[query]``; see :func:`prf.sql`) or a query's result table. A partial
+            download opens with the episodes whose files are present.
         delta_timestamps: ``{feature key: [seconds, ...]}`` windows, as LeRobot's ``delta_timestamps``.
         tolerance_s: how far (seconds) a window offset may be off the fps grid and a video frame's pts
             from its requested time, as LeRobot's ``tolerance_s``.
@@ -186,6 +206,12 @@ def open_dataset(
             available), or an instance of :class:`prf.DecodeBackend`.
         device: where the torchcodec backend decodes (``"cuda"``: NVDEC; not for AV1 on A100/H100).
         revision: Hub revision when ``source`` is a repo id.
+        root: LeRobot's name for the local folder (``LeRobotDataset(repo_id, root=...)``): when given,
+            the dataset is opened from there and ``source`` is only its name (a repo id).
+        video_backend: LeRobot's name for ``backend`` (``"pyav"``, ``"torchcodec"``).
+        image_transforms: LeRobot's name for image transforms applied to every camera: a
+            :mod:`prf.transforms` transform (on ``uint8`` frames); the result is then the view
+            ``ds.with_transforms(transform=image_transforms)`` (see :meth:`prf.Dataset.with_transforms`).
         streaming: for an fsspec URL (``https://``, ``s3://``, ``gs://``, ``hf://``...) or a Hub repo id
             (read as ``hf://datasets/<id>@<revision>``): fetch ``meta/`` only, and read the data and
             video files by byte range as samples need them (:mod:`prf.stream`: parquet row groups of
@@ -205,9 +231,23 @@ def open_dataset(
             that are present).
         DataFileError: a parquet file is corrupt or disagrees with the metadata.
         DeltaTimestampsError: a ``delta_timestamps`` value is off the fps grid or names no feature.
+        OptionsError: ``backend`` and ``video_backend`` name different backends.
+        QueryError: an ``episodes`` query fails.
         StreamError: streaming, a file could not be fetched after retries, or changed on the server.
     """
-    episodes = None if episodes is None else list(episodes)
+    if video_backend is not None:
+        if backend not in ("pyav", video_backend):
+            raise OptionsError(f"backend={backend!r} and video_backend={video_backend!r} disagree; give one of them")
+        backend = video_backend
+    if root is not None:
+        source = root  # LeRobot: repo_id names the dataset, root is where it is
+    if episodes is not None and not isinstance(episodes, (list, tuple, range)) and not hasattr(episodes, "__array__"):
+        if isinstance(episodes, str) or type(episodes).__module__.startswith("pyarrow"):
+            # by design the one upward reach of this layer: a SQL selection of episodes (prf.query)
+            from .query import resolve_episodes
+
+            episodes = resolve_episodes(source, episodes)
+    episodes = None if episodes is None else [int(e) for e in episodes]
     cameras = None if cameras is None else list(cameras)
     text = str(source)
     streamed = False
@@ -235,7 +275,7 @@ def open_dataset(
         device=device,
     )
     ds.streaming = streamed
-    return ds
+    return ds if image_transforms is None else ds.with_transforms(transform=image_transforms)
 
 
 def as_dataset(source: Any, **open_kwargs: Any) -> Dataset:
@@ -243,8 +283,10 @@ def as_dataset(source: Any, **open_kwargs: Any) -> Dataset:
     an open dataset" (``prf.torch.Dataset``, ``prf.mlx.loader``, ``prf.jax.map_dataset``, ...).
 
     Args:
-        source: an open :class:`prf.Dataset` (returned as is); an object wrapping one in its
-            ``dataset`` attribute (``prf.torch.Dataset``, ``prf.jax.DataSource``: unwrapped); else
+        source: an open :class:`prf.Dataset`, or a view of one that declares ``is_dataset_view``
+            (``ds.with_transforms(...)``: its batch transforms are kept), returned as is; an adapter
+            object wrapping one in its ``dataset`` attribute (``prf.torch.Dataset``,
+            ``prf.jax.DataSource``: unwrapped); else
             anything :func:`open_dataset` opens.
         **open_kwargs: :func:`open_dataset` options (``episodes``, ``delta_timestamps``, ...).
 
@@ -253,9 +295,10 @@ def as_dataset(source: Any, **open_kwargs: Any) -> Dataset:
         and what :func:`open_dataset` raises.
     """
     inner = getattr(source, "dataset", None)
-    if not isinstance(source, Dataset) and isinstance(inner, Dataset):
+    view = getattr(type(source), "is_dataset_view", False) and isinstance(inner, Dataset)
+    if not isinstance(source, Dataset) and isinstance(inner, Dataset) and not view:
         source = inner
-    if isinstance(source, Dataset):
+    if isinstance(source, Dataset) or view:
         if open_kwargs:
             raise TypeError(f"open options {sorted(open_kwargs)} are only accepted with a path, repo id or URL, "
                             f"not with an open {source!r}")

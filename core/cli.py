@@ -1,7 +1,8 @@
 """The ``prf`` command line.
 
-    prf info DATASET [--json]         describe a dataset (metadata + what the video files hold)
+    prf info DATASET [--json] [--strict]   describe a dataset (metadata + what the video files hold)
     prf demo [--dataset PATH] [--steps N]   train a small behaviour-cloning policy (needs prf[torch])
+    prf cache build DATASET [--json] [--cache-dir D] [--size HxW] | prf cache clean [--json]
     prf convert LOG OUT [--topics T ...] [--start NS] [--end NS] [--json]
                                       robot log (MCAP, ROS 1/2 bag) -> per-topic Parquet (needs prf[ingest])
     prf query PATH "SQL" [--json | --csv]   SQL over frames/episodes/tasks/scores (needs prf[query])
@@ -29,14 +30,14 @@ from .errors import PrfError
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .info import describe_path, format_text
+    from .info import describe_path, format_text, is_consistent
 
     d = describe_path(args.dataset)
     if args.json:
         print(json.dumps(d, indent=2))
     else:
         print(format_text(d))
-    if args.strict and any(c["mismatches"] for c in d["cameras"]):
+    if args.strict and not is_consistent(d):
         return 3
     return 0
 
@@ -75,6 +76,22 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(report.format_text())
     return 0 if report.complete else 4
+
+
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (else a usage error, exit 2, naming the value)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -422,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "with info.json.")
     info.add_argument("dataset", help="dataset folder or Hub repo id")
     info.add_argument("--json", action="store_true", help="machine-readable output")
-    info.add_argument("--strict", action="store_true", help="exit with 3 when the files disagree with info.json")
+    info.add_argument("--strict", action="store_true", help="exit with 3 when the files disagree with info.json "
+                      "or no episode has all its files")
     info.set_defaults(func=_cmd_info)
 
     demo = sub.add_parser("demo", help="train a small policy on a dataset (prf's main job)",
@@ -430,9 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "with prf's loader. Without --dataset, first writes a small synthetic LeRobot v3.0 "
                           "dataset with prf's writer.")
     demo.add_argument("--dataset", default=None, help="dataset folder or Hub repo id (default: synthetic)")
-    demo.add_argument("--steps", type=int, default=200, help="training steps (default 200)")
-    demo.add_argument("--batch-size", type=int, default=32)
-    demo.add_argument("--num-workers", type=int, default=2, help="decode threads (default 2)")
+    demo.add_argument("--steps", type=_int_at_least(1), default=200, help="training steps (default 200)")
+    demo.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    demo.add_argument("--num-workers", type=_int_at_least(0), default=2, help="decode threads (default 2)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--json", action="store_true", help="print a JSON summary instead of a progress bar")
     demo.set_defaults(func=_cmd_demo)
@@ -456,11 +474,19 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Decode every frame of a dataset's videos once into memory-mapped files; "
                            "loaders given cache_dir= then read frames at memory speed. Entries are keyed by each "
                            "video's path, size and mtime, so changed videos are re-cached.")
-    cache.add_argument("action", choices=["build", "clean"], help="build: cache a dataset; clean: drop stale entries (and stale stored packet indexes)")
-    cache.add_argument("dataset", nargs="?", help="dataset folder or Hub repo id (for build)")
-    cache.add_argument("--cache-dir", default=None, help="default: $PRF_CACHE/frames or ~/.cache/prf/frames")
-    cache.add_argument("--size", default=None, help="store frames resized to HxW (default: as decoded)")
-    cache.add_argument("--json", action="store_true", help="machine-readable output")
+    # build and clean are sub-commands of their own, so options may come before or after DATASET
+    cache_sub = cache.add_subparsers(dest="action", metavar="ACTION")
+    cache_sub.required = True
+    build = cache_sub.add_parser("build", help="cache a dataset's decoded frames",
+                                 description="Decode every frame of a dataset's videos into the cache.")
+    build.add_argument("dataset", help="dataset folder or Hub repo id")
+    clean = cache_sub.add_parser("clean", help="drop stale entries (and stale stored packet indexes)",
+                                 description="Remove cache entries and stored packet indexes whose video changed or is gone.")
+    for sp in (build, clean):
+        sp.add_argument("--cache-dir", default=None, help="default: $PRF_CACHE/frames or ~/.cache/prf/frames")
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+    build.add_argument("--size", default=None, help="store frames resized to HxW (default: as decoded)")
+    clean.set_defaults(size=None, dataset=None)
     cache.set_defaults(func=_cmd_cache)
     _add_query_commands(sub)
     _add_edit_commands(sub)
@@ -470,8 +496,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "command", None) == "cache" and args.action == "build" and not args.dataset:
-        parser.error("prf cache build needs a DATASET")
     try:
         return int(args.func(args))
     except PrfError as e:

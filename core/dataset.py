@@ -21,12 +21,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .decode import DecodeBackend, resolve_backend
-from .errors import DataFileError, DatasetError, TimestampError
+from .errors import DataFileError, DatasetError, MetadataError, TimestampError
 from .format import INDEX_KEYS, DatasetMeta
-from .format.tables import ColumnSpec, Piece, column_specs, estimated_bytes, locate_episodes, open_cached, read_in_memory
-from .loading.plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
+from .format.meta import DERIVABLE_KEYS
+from .format.tables import (ColumnSpec, Piece, check_schema, column_specs, derived_keys, estimated_bytes,
+                            locate_episodes, open_cached, read_in_memory, run_positions, scan_files)
+from .plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
 from .image import decode_image
 from .stream import is_remote, open_input
 from .windows import delta_indices, window_rows
@@ -43,6 +46,19 @@ class Dataset:
     channels: grey ``C=1``). A key with a ``delta_timestamps`` window
     gains a leading time axis (``[T, ...]``; cameras ``[T, H, W, C]``) and a ``{key}_is_pad``
     ``bool [T]``.
+
+    Data files without ``frame_index``, ``index`` or ``task_index`` columns (some v2.0 datasets, which
+    LeRobot 0.3.3 reads) get them derived as LeRobot's writer fills them: ``frame_index`` the position
+    in the episode, ``index`` = the episode's ``dataset_from_index`` + ``frame_index``, ``task_index``
+    the first of the episode's ``tasks`` (episodes table) looked up in the tasks table, else 0.
+
+    Checked at open (vectorised over the selection; per data file once, kept in its Arrow cache entry):
+    every ``task_index`` of the data has a task (:class:`MetadataError`); consecutive ``timestamp`` s of
+    each episode are ``1/fps`` apart within ``tolerance_s``, as LeRobot's ``check_timestamps_sync``
+    (v2.x always, v3.0 when video cameras are selected; :class:`TimestampError` naming the episode,
+    the largest deviation and the ``tolerance_s`` that accepts it). Each video file's stream is
+    compared with ``info.json`` (resolution, fps) when its packet index is first used
+    (:class:`DataFileError` naming the file and camera).
     """
 
     def __init__(
@@ -65,6 +81,9 @@ class Dataset:
         self.delta_indices = delta_indices(self.delta_timestamps, meta.fps, meta.features, self.tolerance_s)
         meta.check_files(self.episodes, self.video_cameras)
         self._load_rows()
+        self._check_tasks()
+        if self.video_cameras or not meta.is_v3:
+            self._check_timestamps()
 
     # ---- set-up ---------------------------------------------------------------------------------
     def _max_frame_pixels(self, cameras: Iterable[str] | None) -> int | None:
@@ -120,6 +139,10 @@ class Dataset:
         self._row_episode_cache: np.ndarray | None = None
         self._specs = column_specs(meta.features, INDEX_KEYS)
         self._rows = _Rows(meta, ords, lengths, self._specs, self.image_cameras)
+        self._derived = frozenset(self._rows.derived)
+        self._ep_from_index = table.dataset_from_index[ords].astype(np.int64)
+        self._ep_task = _episode_task_index(meta, ords) if "task_index" in self._derived else None
+        self._checked_streams: set[str] = set()
         # per camera: its video files, and per selected episode the file it lives in + from_timestamp
         self._video_files: dict[str, list[str]] = {}
         self._video_file_of: dict[str, np.ndarray] = {}
@@ -133,6 +156,82 @@ class Dataset:
             self._video_files[c] = [paths[i] for i in order.tolist()]
             self._video_file_of[c] = rank[inverse.reshape(-1)]
             self._from_ts[c] = table.from_timestamp[c][ords].astype(np.float64)
+
+    def _check_tasks(self) -> None:
+        """Every ``task_index`` of the selected data names a task of the tasks table."""
+        pairs = self._rows.task_pairs
+        if "task_index" in self._derived or not len(pairs):
+            return
+        meta = self.meta
+        known = np.fromiter(meta.tasks.keys(), dtype=np.int64, count=len(meta.tasks))
+        bad = ~np.isin(pairs[:, 1], known)
+        if bad.any():
+            e, t = (int(v) for v in pairs[np.argmax(bad)])
+            tasks_file = meta.root / "meta" / ("tasks.parquet" if meta.is_v3 else "tasks.jsonl")
+            values = sorted(meta.tasks)
+            shown = values[:10] + (["..."] if len(values) > 10 else [])
+            raise MetadataError(
+                f"{self._data_file_of(e)}: episode {e} has task_index {t}, which {tasks_file} does not list "
+                f"(its task_index values: {shown if values else 'none, the table is empty'}); "
+                f"{int(np.unique(pairs[bad, 1]).size)} task_index value(s) of the data have no task"
+            )
+
+    def _check_timestamps(self) -> None:
+        """LeRobot's ``check_timestamps_sync``: within each selected episode, consecutive data timestamps
+        are ``1/fps`` apart within ``tolerance_s`` (from per-run min/max steps, vectorised)."""
+        dts = self._rows.ep_dts
+        if not len(dts):
+            return
+        step = 1.0 / float(self.meta.fps)
+        nan = np.isnan(dts).any(axis=1)
+        has = dts[:, 0] <= dts[:, 1]  # episodes of two frames or more
+        with np.errstate(invalid="ignore"):
+            off = np.where(has, np.maximum(np.abs(dts[:, 1] - step), np.abs(dts[:, 0] - step)), 0.0)
+        off[nan] = np.inf
+        bad = off > self.tolerance_s
+        if not bad.any():
+            return
+        if nan[bad].any():
+            e = int(self._rows.episodes[int(np.argmax(nan))])
+            raise TimestampError(f"{self._data_file_of(e)}: episode {e} has a NaN timestamp")
+        j = int(np.argmax(np.where(bad, off, -1.0)))  # the episode furthest off
+        e = int(self._rows.episodes[j])
+        raise TimestampError(
+            f"{self._data_file_of(e)}: episode {e}: consecutive data timestamps are not 1/fps = {step:.6g} s "
+            f"apart within tolerance_s={self.tolerance_s}: a step is off by {off[j]:.6g} s (LeRobot's "
+            f"check_timestamps_sync refuses this too; {int(bad.sum())} of the {len(bad)} selected episode(s) "
+            f"are off); open with tolerance_s={_ceil2(float(off[j]))} to accept them (camera frames are then "
+            f"matched to their timestamps within that tolerance too)"
+        )
+
+    def _data_file_of(self, episode: int) -> Path:
+        t = self.meta.episode_table
+        row = int(t.ordinals([episode])[0])
+        return self.meta.path(t.data_files[int(t.data_file[row])]) if row >= 0 else self.meta.root
+
+    def _check_stream(self, key: str, path: str) -> None:
+        """The video stream of ``path`` has the resolution and fps ``info.json`` declares for camera
+        ``key`` (checked once per file, when its packet index is first used)."""
+        if path in self._checked_streams:
+            return
+        backend = self.backend
+        while getattr(backend, "inner", None) is not None:  # a frame cache may resize: the source's index
+            backend = backend.inner
+        index = backend.index(path)
+        f = self.meta.features[key]
+        hw = _declared_hw(f)
+        if hw is not None and (index.height, index.width) != hw:
+            raise DataFileError(
+                f"{path}: camera {key!r}: the video stream is {index.width}x{index.height} (width x height); "
+                f"info.json declares shape {list(f.shape)} ({hw[1]}x{hw[0]})"
+            )
+        fps = float(self.meta.fps)
+        if index.average_fps > 0 and abs(index.average_fps - fps) > 0.01 * fps:
+            raise DataFileError(
+                f"{path}: camera {key!r}: the video stream runs at {index.average_fps:.6g} fps; info.json "
+                f"declares fps {self.meta.fps}"
+            )
+        self._checked_streams.add(path)
 
     # ---- public API -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -207,7 +306,7 @@ class Dataset:
 
     def plan(self, indices: Sequence[int] | np.ndarray) -> BatchPlan:
         """Step 1 of :meth:`get_batch`: the batch's non-camera arrays, and per camera the exact frame
-        of the exact video file every ``(sample, window step)`` needs (see :mod:`prf.loading.plan`).
+        of the exact video file every ``(sample, window step)`` needs (see :mod:`prf.plan`).
 
         Raises:
             IndexError: an index is out of range.
@@ -318,6 +417,19 @@ class Dataset:
             ds = self.with_frame_cache(cache_dir, size=cache_size)
         return wrap_loader(Loader(ds, batch_size=batch_size, **kwargs), output)
 
+    def with_transforms(self, *, transform: Any = None, normalize: Mapping[str, str] | None = None,
+                        stats: Mapping[str, Any] | None = None, seed: int | None = 0):
+        """A view whose ``get_batch`` / ``ds[i]`` apply image transforms then normalization (the same
+        :class:`prf.loading.BatchTransform` a loader applies; ``view.loader(...)`` applies it per batch).
+
+        Map-style randomness is keyed by ``(seed, epoch, sample index, camera)`` (``view.set_epoch(e)``);
+        ``stats`` default to :meth:`stats`. See :mod:`prf.loading.batch_transform`.
+        """
+        from .loading.batch_transform import BatchTransform, TransformedDataset
+
+        bt = BatchTransform.for_dataset(self, transform=transform, normalize=normalize, stats=stats, seed=seed)
+        return TransformedDataset(self, bt)
+
     def with_frame_cache(self, cache_dir: str | Path, *, size: tuple[int, int] | None = None,
                          build: bool = True, progress: bool = True) -> "Dataset":
         """A shallow copy of this dataset that reads camera frames from a decoded-frame cache.
@@ -354,6 +466,8 @@ class Dataset:
 
     def _gather(self, key: str, loc: "_Loc") -> np.ndarray:
         """``[*loc.shape, ...]``: column ``key`` at the located rows (a new array)."""
+        if key in self._derived:
+            return self._derive(key, loc)
         rows = self._rows
         if loc.piece is not None:
             return rows.piece(loc.piece).arrays[key][loc.rows]
@@ -363,6 +477,14 @@ class Dataset:
         for p, sel in loc.groups:
             out[sel] = rows.piece(p).arrays[key][flat[sel]]
         return out.reshape(loc.rows.shape + first.shape[1:])
+
+    def _derive(self, key: str, loc: "_Loc") -> np.ndarray:
+        """A derived index column (see the class docstring) at the located positions, ``int64``."""
+        if key == "frame_index":
+            return loc.frame.astype(np.int64, copy=True)
+        if key == "index":
+            return self._ep_from_index[loc.ep] + loc.frame
+        return self._ep_task[loc.ep].copy()
 
     def _decode_images(self, key: str, ep: np.ndarray, rows: np.ndarray, windowed: bool) -> np.ndarray:
         """``uint8 [B, T, H, W, C]`` (``[B, H, W, C]`` without a window) of an image camera at window
@@ -403,6 +525,7 @@ class Dataset:
         for file_id in np.unique(file_ids).tolist():
             path = self._video_files[key][file_id]
             sel = np.flatnonzero(file_ids == file_id)
+            self._check_stream(key, path)
             index = self.backend.index(path)
             frame_idx, dist = index.nearest(times[sel])
             bad = dist >= self.tolerance_s
@@ -421,12 +544,15 @@ class Dataset:
 
 class _Loc:
     """Where a batch's positions are stored: ``rows`` (row in its piece, the positions' shape) and
-    either the one ``piece`` they all lie in, or ``groups``: ``(piece, flat indices)`` per piece."""
+    either the one ``piece`` they all lie in, or ``groups``: ``(piece, flat indices)`` per piece;
+    ``ep`` (episode ordinals) and ``frame`` (position in the episode) of each, same shape."""
 
-    __slots__ = ("piece", "rows", "groups")
+    __slots__ = ("piece", "rows", "groups", "ep", "frame")
 
-    def __init__(self, piece: int | None, rows: np.ndarray, groups: list[tuple[int, np.ndarray]] | None):
+    def __init__(self, piece: int | None, rows: np.ndarray, groups: list[tuple[int, np.ndarray]] | None,
+                 ep: np.ndarray | None = None, frame: np.ndarray | None = None):
         self.piece, self.rows, self.groups = piece, rows, groups
+        self.ep, self.frame = ep, frame
 
 
 def _cache_mode() -> str:
@@ -466,7 +592,7 @@ class _Rows:
 
     def __init__(self, meta: DatasetMeta, ords: np.ndarray, lengths: np.ndarray,
                  specs: Mapping[str, ColumnSpec], image_keys: list[str]):
-        self.meta, self.specs, self.image_keys = meta, dict(specs), list(image_keys)
+        self.meta, self.image_keys = meta, list(image_keys)
         table = meta.episode_table
         self.episodes = table.index[ords]
         self.lengths = lengths
@@ -475,6 +601,24 @@ class _Rows:
         self._lru: OrderedDict[int, int] = OrderedDict()
         self._lru_bytes = 0
         E = len(ords)
+        #: per selected episode: smallest and largest step between its timestamps (see FileSummary)
+        self.ep_dts = np.empty((E, 2), np.float64)
+        self.ep_dts[:, 0], self.ep_dts[:, 1] = np.inf, -np.inf
+        #: distinct (episode_index, task_index) pairs of the selected data
+        self.task_pairs = np.zeros((0, 2), np.int64)
+        # the index columns the data files lack are derived (the first file's schema decides)
+        self.derived: list[str] = []
+        self.specs = dict(specs)
+        if E:
+            first = meta.path(table.data_files[int(self.file_of[0])])
+            try:
+                schema = pq.read_schema(open_input(first))  # a streamed file: its footer by byte range
+            except FileNotFoundError:
+                raise
+            except (pa.ArrowException, OSError) as e:
+                raise DataFileError(f"{first}: cannot be read as parquet ({e})") from None
+            self.derived = derived_keys(schema, DERIVABLE_KEYS)
+            self.specs = {k: v for k, v in specs.items() if k not in self.derived}
         self.lazy = not meta.is_v3
         if self.lazy:
             self.mode = "lazy"
@@ -482,17 +626,8 @@ class _Rows:
             self.ep_row = np.zeros(E, dtype=np.int64)
             self.pieces: list[Piece | None] = [None] * E
             if E:
-                import pyarrow.parquet as pq
-                from .format.tables import check_schema
-
-                first = meta.path(table.data_files[int(self.file_of[0])])
-                try:
-                    schema = pq.read_schema(open_input(first))  # a streamed file: its footer by byte range
-                except FileNotFoundError:
-                    raise
-                except (pa.ArrowException, OSError) as e:
-                    raise DataFileError(f"{first}: cannot be read as parquet ({e})") from None
                 check_schema(first, schema, self.specs, self.image_keys)
+                self._scan_v2()
             return
         mode = _cache_mode()
         if E and is_remote(meta.path(table.data_files[int(self.file_of[0])])):
@@ -504,12 +639,33 @@ class _Rows:
         self.mode = "cache" if mode == "always" else "memory"
         self._open_v3()
 
+    def _scan_v2(self) -> None:
+        """The open checks' per-episode facts of v2.x episode files, from their ``timestamp``,
+        ``episode_index`` and ``task_index`` columns (the rest is read on first use; results kept per
+        file, see :func:`prf.format.tables.scan_files`). A file that cannot be read is left to that
+        first use, which names it."""
+        table = self.meta.episode_table
+        paths = [self.meta.path(table.data_files[int(f)]) for f in self.file_of.tolist()]
+        pairs = []
+        for o, res in enumerate(scan_files(paths, self.meta.root)):
+            if res is None:
+                continue
+            summary, runs = res
+            e = self.episodes[o:o + 1]
+            r = int(run_positions(runs, e)[0])
+            if r >= 0:
+                self.ep_dts[o] = summary.dts[r]
+            pairs.append(summary.tasks[summary.tasks[:, 0] == e[0]])
+        if pairs:
+            self.task_pairs = np.concatenate(pairs)
+
     def _open_v3(self) -> None:
         table = self.meta.episode_table
         E = len(self.episodes)
         self.ep_piece = np.empty(E, dtype=np.int64)
         self.ep_row = np.empty(E, dtype=np.int64)
         pieces: list[Piece] = []
+        pairs = []
         order = np.argsort(self.file_of, kind="stable")
         files, first_of = np.unique(self.file_of[order], return_index=True)
         bounds = np.concatenate([first_of, [E]])
@@ -518,17 +674,24 @@ class _Rows:
             path = self.meta.path(table.data_files[f])
             eps, lens = self.episodes[sel], self.lengths[sel]
             if self.mode == "cache":
-                file_pieces, starts, runs = open_cached(path, self.specs, self.image_keys)
+                file_pieces, starts, runs, summary = open_cached(path, self.specs, self.image_keys)
                 first = locate_episodes(path, runs, eps, lens)
                 k = np.searchsorted(starts, first, side="right") - 1
                 self.ep_piece[sel] = len(pieces) + k
                 self.ep_row[sel] = first - starts[k]
                 pieces += file_pieces
             else:
-                piece, runs = read_in_memory(path, self.specs, self.image_keys, episodes=eps)
+                piece, runs, summary = read_in_memory(path, self.specs, self.image_keys, episodes=eps)
                 self.ep_row[sel] = locate_episodes(path, runs, eps, lens)
                 self.ep_piece[sel] = len(pieces)
                 pieces.append(piece)
+            at = run_positions(runs, eps)
+            self.ep_dts[sel] = np.where((at >= 0)[:, None], summary.dts[np.maximum(at, 0)], [np.inf, -np.inf])
+            pairs.append(summary.tasks)
+        if pairs:  # the pairs of the selected episodes (self.episodes is sorted)
+            p = np.concatenate(pairs)
+            at = np.minimum(np.searchsorted(self.episodes, p[:, 0]), max(E - 1, 0))
+            self.task_pairs = p[self.episodes[at] == p[:, 0]] if E else p[:0]
         self.pieces = pieces
 
     # ---- access ---------------------------------------------------------------------------------
@@ -548,7 +711,7 @@ class _Rows:
 
     def _load_v2(self, o: int) -> Piece:
         path = self.meta.path(self.meta.episode_table.data_files[int(self.file_of[o])])
-        piece, runs = read_in_memory(path, self.specs, self.image_keys)
+        piece, runs, _ = read_in_memory(path, self.specs, self.image_keys)
         e, n = self.episodes[o:o + 1], self.lengths[o:o + 1]
         first = int(locate_episodes(path, runs, e, n)[0])
         if first != 0 or piece.rows != int(n[0]):
@@ -566,18 +729,18 @@ class _Rows:
     def locate(self, ep: np.ndarray, frame: np.ndarray) -> _Loc:
         rows = self.ep_row[ep] + frame
         if len(self.pieces) == 1:
-            return _Loc(0, rows, None)
+            return _Loc(0, rows, None, ep, frame)
         pid = self.ep_piece[ep]
         flat = pid.reshape(-1)
         if flat.size == 1 or (flat.size and (flat == flat[0]).all()):
-            return _Loc(int(flat[0]), rows, None)
+            return _Loc(int(flat[0]), rows, None, ep, frame)
         order = np.argsort(flat, kind="stable")
         ids, first = np.unique(flat[order], return_index=True)
         bounds = np.concatenate([first, [flat.size]])
         groups = [(int(p), order[bounds[i]:bounds[i + 1]]) for i, p in enumerate(ids.tolist())]
         if not groups:
-            return _Loc(int(self.ep_piece[0]) if len(self.ep_piece) else 0, rows, None)
-        return _Loc(None, rows, groups)
+            return _Loc(int(self.ep_piece[0]) if len(self.ep_piece) else 0, rows, None, ep, frame)
+        return _Loc(None, rows, groups, ep, frame)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -598,3 +761,39 @@ def _slice_piece(piece: Piece, start: int, n: int) -> Piece:
     out.arrays = {k: v[start:start + n] for k, v in piece.arrays.items()}
     out.images = {k: v.slice(start, n) for k, v in piece.images.items()}
     return out
+
+
+def _declared_hw(f: Any) -> tuple[int, int] | None:
+    """``(height, width)`` of a camera feature's declared shape: ``[H, W, C]`` (LeRobot's layout), or
+    ``[C, H, W]`` where its names say so (some v2.0 datasets); ``None`` when the shape says neither."""
+    shape = tuple(f.shape)
+    if len(shape) != 3:
+        return None
+    names = tuple(n.lower() for n in (f.names or ()))
+    if names and names[0].startswith("channel"):
+        return int(shape[1]), int(shape[2])
+    return int(shape[0]), int(shape[1])
+
+
+def _episode_task_index(meta: DatasetMeta, ords: np.ndarray) -> np.ndarray:
+    """``int64 [E]``: for data files without ``task_index``, each selected episode's: the first of its
+    ``tasks`` (episodes table) in the tasks table, else 0 (runs only for such datasets)."""
+    by_text = {t: i for i, t in meta.tasks.items()}
+    tasks = meta.episode_table.tasks
+    if tasks is None:
+        return np.zeros(len(ords), np.int64)
+    if isinstance(tasks, list):
+        firsts = [tasks[o][0] if tasks[o] else None for o in ords.tolist()]
+    else:
+        firsts = [(t[0] if t else None) for t in tasks.take(pa.array(ords)).to_pylist()]
+    return np.array([by_text.get(t, 0) for t in firsts], dtype=np.int64)
+
+
+def _ceil2(x: float) -> float:
+    """``x`` rounded up to two significant digits (a ``tolerance_s`` to suggest)."""
+    if not np.isfinite(x) or x <= 0:
+        return float(x)
+    k = int(np.floor(np.log10(x))) - 1
+    out = float(np.ceil(x / 10.0**k) * 10.0**k)
+    out = float(f"{out:.2g}")
+    return out if out >= x else float(np.nextafter(x, np.inf))

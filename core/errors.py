@@ -93,6 +93,16 @@ class SamplerError(PrfError, ValueError):
     from belongs to another sampler, shard or dataset."""
 
 
+class ResumeError(SamplerError):
+    """A state given to :meth:`prf.Loader.load_state_dict` (or ``LoaderIterator.reset``) is malformed
+    or belongs to another configuration (batch size, sampler): resuming it would not continue the
+    same sequence of batches. A :class:`SamplerError` (and so a ``ValueError``) too."""
+
+
+class OptionsError(PrfError, ValueError):
+    """A loader or adapter option has a value outside its allowed values (the message lists them)."""
+
+
 class StatsError(PrfError):
     """Feature statistics are missing or malformed, or a normalization cannot be applied with them."""
 
@@ -151,6 +161,8 @@ __all__ = [
     "WriteError",
     "EditError",
     "SamplerError",
+    "ResumeError",
+    "OptionsError",
     "StatsError",
     "PluginError",
     "LogError",

@@ -31,8 +31,21 @@ def describe(meta: DatasetMeta) -> dict[str, Any]:
             for f in meta.features.values()
         ],
         "cameras": [_describe_camera(meta, key, present) for key in meta.video_keys],
+        "problems": [],
     }
+    if meta.episodes and not present:
+        first = next(p for p in meta.episode_files(next(iter(meta.episodes))) if not p.is_file())
+        out["problems"].append(
+            f"none of the {len(meta.episodes)} episodes has all its files (e.g. {first} is missing): "
+            f"nothing can be loaded"
+        )
     return out
+
+
+def is_consistent(d: dict[str, Any]) -> bool:
+    """False when :func:`describe`'s output lists a problem or a camera mismatch (``prf info --strict``
+    exits with 3 then). A partial download (some episodes with all their files) is consistent."""
+    return not d.get("problems") and not any(c["mismatches"] for c in d["cameras"])
 
 
 def _describe_camera(meta: DatasetMeta, key: str, present: list[int]) -> dict[str, Any]:
@@ -48,6 +61,9 @@ def _describe_camera(meta: DatasetMeta, key: str, present: list[int]) -> dict[st
     for e in present:
         files.setdefault(meta.episodes[e].videos[key].path, []).append(e)
     cam: dict[str, Any] = {"key": key, "files": len(files), "declared": declared, "mismatches": []}
+    if meta.episodes and not files:
+        first = meta.path(meta.episodes[next(iter(meta.episodes))].videos[key].path)
+        cam["mismatches"].append(f"no episode has its video file for this camera (e.g. {first} is missing)")
     seen: dict[str, set] = {"codec": set(), "width": set(), "height": set(), "pix_fmt": set(), "fps": set()}
     frames_in_files = 0
     expected_frames = 0
@@ -126,6 +142,8 @@ def format_text(d: dict[str, Any]) -> str:
     if d["episodes_missing_files"]:
         m = d["episodes_missing_files"]
         lines.append(f"missing files  for {len(m)} episode(s): {m[:20]}{' ...' if len(m) > 20 else ''}")
+    for problem in d.get("problems", []):
+        lines.append(f"PROBLEM: {problem}")
     lines.append("features")
     for f in d["features"]:
         lines.append(f"  {f['key']:<36} {f['dtype']:<8} {tuple(f['shape'])}")

@@ -209,7 +209,7 @@ def read_episode_stats(meta: Any) -> dict[int, dict[str, dict[str, np.ndarray]]]
                 cols = [c for c in names if c.startswith("stats/")]
                 if not cols:
                     continue
-                table = pq.read_table(f, columns=["episode_index"] + cols)
+                table = pq.read_table(f, columns=["episode_index"] + cols, page_checksum_verification=True)
             except Exception as e:  # noqa: BLE001 - any read failure becomes a StatsError naming the file
                 raise StatsError(f"{f}: cannot read the per-episode stats columns ({e})") from None
             eps = table.column("episode_index").to_pylist()

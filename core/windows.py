@@ -26,8 +26,13 @@ def delta_indices(
 
     Raises:
         DeltaTimestampsError: a key is not a feature, a window is empty or not a list of numbers,
-            or an offset is off the fps grid by more than ``tolerance_s``.
+            an offset is off the fps grid by more than ``tolerance_s``, or more than 2**53 frames away.
+        ValueError: ``fps`` is not a finite positive number (:class:`prf.DatasetMeta` refuses such a
+            dataset first).
     """
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) or not (
+            math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a finite positive number, got {fps!r}")
     if not delta_timestamps:
         return {}
     if not isinstance(delta_timestamps, Mapping):
@@ -51,6 +56,11 @@ def delta_indices(
             if isinstance(d, bool) or not isinstance(d, (int, float, np.integer, np.floating)) or not math.isfinite(d):
                 raise DeltaTimestampsError(f"delta_timestamps[{key!r}] holds {d!r}, not a finite number of seconds")
             frames = float(d) * fps
+            if not math.isfinite(frames) or abs(frames) > 2**53:
+                raise DeltaTimestampsError(
+                    f"delta_timestamps[{key!r}] value {d!r} s is {frames:.3g} frames at fps={fps}: too far "
+                    f"to be a frame offset"
+                )
             off_grid_s = abs(frames - round(frames)) / fps
             if off_grid_s > tolerance_s:
                 raise DeltaTimestampsError(

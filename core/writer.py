@@ -22,18 +22,11 @@ from .encode import VideoEncoder, pick_encoder
 from .errors import PrfError, WriteError
 from .stats import aggregate_stats, feature_stats, stats_to_json
 from ._atomic import replace_dir, temp_dir_for
+from .format.layout import (CODEBASE_VERSION, DATA_PATH, EPISODES_PATH, INDEX_FEATURES as _INDEX_FEATURES,
+                             PARQUET_WRITE_OPTIONS, VIDEO_PATH, arrow_type as _arrow_type,
+                             hf_feature as _hf_feature, write_tasks)
 
-CODEBASE_VERSION = "v3.0"
-DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
-EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-_INDEX_FEATURES = {
-    "timestamp": {"dtype": "float32", "shape": [1], "names": None},
-    "frame_index": {"dtype": "int64", "shape": [1], "names": None},
-    "episode_index": {"dtype": "int64", "shape": [1], "names": None},
-    "index": {"dtype": "int64", "shape": [1], "names": None},
-    "task_index": {"dtype": "int64", "shape": [1], "names": None},
-}
+# Every parquet file prf writes carries CRC-32 page checksums (see prf.format.layout.PARQUET_WRITE_OPTIONS).
 _CODEC_NAMES = {"libsvtav1": "av1", "libaom-av1": "av1", "libx264": "h264", "h264": "h264"}
 
 
@@ -141,22 +134,8 @@ def _check_features(features: Mapping[str, Mapping[str, Any]], root: Path) -> di
     return out
 
 
-def _arrow_type(dtype: str, shape: list[int]) -> pa.DataType:
-    t = pa.from_numpy_dtype(np.dtype(dtype))
-    if shape == [1]:
-        return t
-    for n in reversed(shape):
-        t = pa.list_(t, n)
-    return t
 
 
-def _hf_feature(dtype: str, shape: list[int]) -> dict[str, Any]:
-    f: dict[str, Any] = {"dtype": dtype, "_type": "Value"}
-    if shape == [1]:
-        return f
-    for n in reversed(shape):
-        f = {"feature": f, "length": n, "_type": "List"}
-    return f
 
 
 class _Writer:
@@ -276,7 +255,7 @@ class _Writer:
             return
         path = self.tmp / DATA_PATH.format(**self._loc(self.data_file))
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.concat_tables(self.data_pending), path)
+        pq.write_table(pa.concat_tables(self.data_pending), path, **PARQUET_WRITE_OPTIONS)
         self.data_pending, self.data_pending_bytes = [], 0
 
     def _add_video(self, key: str, frames: Any, length: int, e: int, stats: dict[str, Any]) -> dict[str, Any]:
@@ -350,8 +329,8 @@ class _Writer:
         ep_path.parent.mkdir(parents=True, exist_ok=True)
         for r in self.episode_rows:
             r["meta/episodes/chunk_index"], r["meta/episodes/file_index"] = 0, 0
-        pq.write_table(pa.Table.from_pylist(self.episode_rows), ep_path)
-        _write_tasks(meta / "tasks.parquet", self.tasks)
+        pq.write_table(pa.Table.from_pylist(self.episode_rows), ep_path, **PARQUET_WRITE_OPTIONS)
+        write_tasks(meta / "tasks.parquet", sorted(self.tasks, key=self.tasks.get))
         codec = _CODEC_NAMES.get(self.encoder_name or "", self.encoder_name)
         features: dict[str, Any] = {}
         for k, f in self.feats.items():
@@ -386,24 +365,3 @@ class _Writer:
 def _frames(frames: Any) -> Iterator[np.ndarray]:
     for fr in frames:
         yield np.asarray(fr)
-
-
-def _write_tasks(path: Path, tasks: dict[str, int]) -> None:
-    """``tasks.parquet`` as LeRobot writes it: a ``task_index`` column, the task text as pandas index."""
-    names = list(tasks)
-    pandas_meta = {
-        "index_columns": ["__index_level_0__"],
-        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
-                            "metadata": {"encoding": "UTF-8"}}],
-        "columns": [
-            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64",
-             "metadata": None},
-            {"name": None, "field_name": "__index_level_0__", "pandas_type": "unicode", "numpy_type": "object",
-             "metadata": None},
-        ],
-        "attributes": {}, "creator": {"library": "pyarrow", "version": pa.__version__}, "pandas_version": "2.2.0",
-    }
-    table = pa.table(
-        {"task_index": pa.array([tasks[n] for n in names], pa.int64()), "__index_level_0__": pa.array(names, pa.string())},
-    ).replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
-    pq.write_table(table, path)

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> list[float]:
     p.add_argument("--data", choices=["both", "pydataset", "tfdata"], default="both")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    for name in ("steps", "steps_per_epoch", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
     keras.utils.set_random_seed(0)
     ds = prf.open_dataset(args.dataset, cameras=[args.camera])
@@ -64,21 +67,25 @@ def main(argv: list[str] | None = None) -> list[float]:
 
     model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=normalised_mse)
     select = dict(inputs={"image": args.camera, "state": "observation.state"}, targets="action")
-    epochs = max(1, args.steps // args.steps_per_epoch)
+    # --steps in all: epochs of --steps-per-epoch steps (fewer when --steps is smaller), split between
+    # the two inputs with --data both (the PyDataset gets the odd epoch; an input given 0 epochs is skipped)
+    steps_per_epoch = min(args.steps_per_epoch, args.steps)
+    epochs = -(-args.steps // steps_per_epoch)
     verbose = 0 if args.json else 2
     losses: list[float] = []
     if args.data in ("both", "pydataset"):
         train = prf.keras.PyDataset(ds, args.batch_size, shuffle=True, seed=0, drop_last=True, workers=2, **select)
         n = epochs if args.data == "pydataset" else (epochs + 1) // 2
         # shuffle=False keeps prf's order; prf already shuffles samples with its seeded sampler
-        hist = model.fit(train, epochs=n, steps_per_epoch=args.steps_per_epoch, shuffle=False, verbose=verbose)
+        hist = model.fit(train, epochs=n, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=verbose)
         losses += hist.history["loss"]
     if args.data in ("both", "tfdata"):
         train = prf.keras.to_tf_dataset(ds, args.batch_size, shuffle=True, seed=1, drop_last=True, num_epochs=None,
                                         **select)
         n = epochs if args.data == "tfdata" else epochs // 2
-        hist = model.fit(train, epochs=n, steps_per_epoch=args.steps_per_epoch, verbose=verbose)
-        losses += hist.history["loss"]
+        if n:
+            hist = model.fit(train, epochs=n, steps_per_epoch=steps_per_epoch, verbose=verbose)
+            losses += hist.history["loss"]
     if args.json:
         print(json.dumps({"losses": [float(x) for x in losses]}))
     return losses

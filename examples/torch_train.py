@@ -55,19 +55,20 @@ def main(argv: list[str] | None = None) -> list[float]:
 
     torch.manual_seed(0)
     ds = prf.open_dataset(args.dataset, cameras=[args.camera])
-    state, action = (torch.from_numpy(ds.column(k)) for k in ("observation.state", "action"))
-    s_mean, s_std, a_mean, a_std = state.mean(0), state.std(0) + 1e-6, action.mean(0), action.std(0) + 1e-6
-    model = Policy(state.shape[1], action.shape[1])
+    # state and action normalised by the dataset's stored stats, in the DataLoader's workers (the same
+    # batch transform prf.Loader, prf.jax and prf.keras apply)
+    view = ds.with_transforms(normalize={"observation.state": "mean_std", "action": "mean_std"})
+    model = Policy(ds.meta.features["observation.state"].shape[0], ds.meta.features["action"].shape[0])
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 
-    train = prf.torch.Dataset(ds)
+    train = prf.torch.Dataset(view)
     dl = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=2,
                                      collate_fn=collate)
     losses: list[float] = []
     while len(losses) < args.steps:
         for batch in dl:
-            pred = model(batch[args.camera], (batch["observation.state"] - s_mean) / s_std)
-            loss = F.mse_loss(pred, (batch["action"] - a_mean) / a_std)
+            pred = model(batch[args.camera], batch["observation.state"])
+            loss = F.mse_loss(pred, batch["action"])
             opt.zero_grad()
             loss.backward()
             opt.step()

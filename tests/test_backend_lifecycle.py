@@ -196,12 +196,13 @@ def test_forked_child_never_closes_the_parents_decoders():
 
 def test_dataset_loader_opens_each_file_once_per_worker_thread():
     ds = prf.open_dataset(dataset_path("aloha_multicam_v30"), cameras=["observation.images.top"])
+    loader = ds.loader(64, shuffle=True, seed=0, num_workers=0)
     for _ in range(2):
-        for _ in ds.loader(64, shuffle=True, seed=0, num_workers=0):
+        for _ in loader:
             pass
     s = ds.backend.stats()
     assert s["decoder_opens"] == len(ALOHA) == s["decoders_open"]  # one thread, 2 epochs: one open per file
-    ds.backend.close()
+    del loader  # an unreferenced loader releases the decoders it used (issue #18)
     assert ds.backend.stats()["decoders_open"] == 0 and all(_fds_on(p) == 0 for p in ALOHA)
 
 

@@ -128,22 +128,24 @@ def test_delta_timestamps_unknown_key():
 
 
 def test_timestamps_out_of_tolerance(copy_dataset):
-    """A data timestamp that no video frame matches raises TimestampError naming file and episode."""
+    """A camera frame time (from_timestamp + timestamp) that no video frame matches raises TimestampError
+    naming file and episode. (Data timestamps off the fps grid are refused at open: test_bad_metadata.)"""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     root = copy_dataset("so101_wrist_v30")
-    p = root / "data" / "chunk-000" / "file-000.parquet"
+    p = next((root / "meta" / "episodes").rglob("*.parquet"))
     t = pq.read_table(p)
-    ts = t.column("timestamp").to_pylist()
-    ts[10] += 0.5 / 30  # half a frame off
-    t = t.set_column(t.column_names.index("timestamp"), "timestamp", pa.array(ts, pa.float32()))
+    key = "videos/observation.images.wrist/from_timestamp"
+    ts = t.column(key).to_pylist()
+    ts[1] += 0.5 / 30  # half a frame off
+    t = t.set_column(t.column_names.index(key), key, pa.array(ts, pa.float64()))
     pq.write_table(t, p)
     ds = prf.open_dataset(root)
-    ds[9]  # neighbours are fine
+    ds[0]  # episode 0 is fine
     with pytest.raises(errors.TimestampError) as ei:
-        ds[10]
-    assert "file-000.mp4" in str(ei.value) and "episode 0" in str(ei.value)
+        ds[int(ds.episode_starts[1]) + 10]
+    assert "file-000.mp4" in str(ei.value) and "episode 1" in str(ei.value)
 
 
 def test_episode_rows_disagree_with_meta(copy_dataset):

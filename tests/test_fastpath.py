@@ -39,7 +39,7 @@ def test_fast_path_equals_slow_path(name, pool):
 
 def test_window_shares_frames_across_batches():
     """Overlapping windows of neighbouring samples: each needed frame is decoded once per window."""
-    from prf.loading.plan import decode_tasks
+    from prf.plan import decode_tasks
 
     ds = _oracle_dataset("pusht_sim_v30")
     plans = [ds.plan(np.arange(0, 16)), ds.plan(np.arange(16, 32))]

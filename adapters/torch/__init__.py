@@ -106,6 +106,7 @@ convert_batch = to_torch  # the adapter-plugin protocol (prf._plugins)
 
 
 from ._stateful import BatchIterableDataset, TorchSampler  # noqa: E402
+from .lerobot import LeRobotDataset, LeRobotDatasetMetadata  # noqa: E402  (drop-in for LeRobot's)
 
 __all__ = ["Dataset", "to_torch", "to_lerobot_images", "loader", "wrap_loader", "convert_batch", "TorchSampler",
-           "BatchIterableDataset"]
+           "BatchIterableDataset", "LeRobotDataset", "LeRobotDatasetMetadata"]

@@ -81,8 +81,12 @@ def run_demo(dataset: str | Path | None = None, *, steps: int = 200, batch_size:
     """Train for ``steps`` steps and return a summary (losses, throughput).
 
     Raises:
+        ValueError: ``steps`` or ``batch_size`` below 1, ``num_workers`` below 0.
         DatasetError: the dataset has no camera or no ``action``.
     """
+    for name, value, low in (("steps", steps, 1), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+        if int(value) != value or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     torch.manual_seed(seed)
     # Leave the cores prf's decode threads use to them: torch's OpenMP threads spin-wait, and oversubscribed
     # they slowed a training step from milliseconds to minutes on a loaded 2-core machine.
@@ -118,7 +122,7 @@ def run_demo(dataset: str | Path | None = None, *, steps: int = 200, batch_size:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                losses.append(float(loss))
+                losses.append(loss.detach().item())  # detached: no requires_grad-to-scalar warning
                 samples += img.shape[0]
                 ema = losses[-1] if ema is None else 0.9 * ema + 0.1 * losses[-1]
                 rate = samples / (time.perf_counter() - t0)

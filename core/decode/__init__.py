@@ -9,7 +9,7 @@ timestamp to the exact frame. Backends: :class:`PyAVBackend` (default, always av
 
 Memory bounds of the caches that grow with a dataset (defaults; all LRU):
 
-- open decoders: 16 and 256 MiB (estimated) per thread and backend (:mod:`prf.decode._per_thread`);
+- open decoders: 64 and 256 MiB (estimated) per thread and backend (:mod:`prf.decode._per_thread`);
 - packet indexes in memory: 20,000 indexes and 256 MiB (:func:`configure_index_cache`); on disk one
   file of ~9 bytes per frame per video (``$PRF_INDEX_CACHE``, default ``~/.cache/prf/index``);
 - frame-cache entries in RAM: ``in_memory_bytes`` (a quarter of physical memory, or

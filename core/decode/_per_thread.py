@@ -14,7 +14,7 @@ Estimated bytes of one open decoder (:func:`decoder_bytes`): ``20 x W x H x 1.5`
 buffers: up to 16 reference frames for H.264/HEVC, 8 for AV1, plus the decoder's output pool and one
 RGB conversion buffer) ``+ 1 MiB`` (container, demuxer and codec state). 96x96: 1.3 MiB; 640x360:
 7.6 MiB; 1920x1080: 60 MiB. An upper bound: measured RSS per open decoder of so101's 640x360 AV1 (GOP 2)
-was 2.1 MiB with PyAV and 1.7 MiB with torchcodec. Defaults: 16 decoders and 256 MiB per thread, so two worker threads hold at
+was 2.1 MiB with PyAV and 1.7 MiB with torchcodec. Defaults: 64 decoders and 256 MiB per thread, so two worker threads hold at
 most 512 MiB of decoders whatever the number of files (a 10,000-file dataset included).
 """
 
@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 #: defaults of every decoding backend (per thread)
-DEFAULT_MAX_OPEN = 16
+DEFAULT_MAX_OPEN = 64  # the bytes bound below is what limits large frames (33 decoders of 640x360)
 DEFAULT_MAX_OPEN_BYTES = 256 * 2**20
 
 _INHERITED: list = []  # tables inherited across fork: kept alive, never used or freed in the child

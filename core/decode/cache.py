@@ -329,7 +329,9 @@ class FrameCache:
             VideoError: a video cannot be decoded (no entry is written for it).
         """
         import av
-        from av.video.reformatter import VideoReformatter
+        from .pyav import rgb_reformatter
+
+        reformatter = rgb_reformatter()  # one swscale context for every video (3-12 ms to set up each)
 
         todo = [v for v in dict.fromkeys(str(v) for v in videos) if not self.has(v)]
         if not todo:
@@ -349,7 +351,6 @@ class FrameCache:
                 try:
                     manifest_path.unlink(missing_ok=True)  # an older entry of this name is no longer complete
                     mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(index.num_frames, h, w, 3))
-                    reformatter = VideoReformatter()
                     n = 0
                     with av.open(video) as container:
                         stream = container.streams.video[0]

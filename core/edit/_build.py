@@ -199,7 +199,7 @@ def _write_data(root: Path, sources, picks, features, start: Start, luts, tasks:
         missing = [c for c in columns if c not in file_cols and c not in layout.INDEX_FEATURES]
         if missing:
             raise EditError(f"{path}: declared feature column(s) {missing} are missing")
-        table = pq.read_table(path, columns=[c for c in columns if c in file_cols])
+        table = pq.read_table(path, columns=[c for c in columns if c in file_cols], page_checksum_verification=True)
         if schema is None:
             passthrough = {f.name: f for f in table.schema}
             schema = layout.data_schema(features, passthrough)

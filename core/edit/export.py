@@ -52,7 +52,7 @@ def export_episode(meta, episode: int, out: Path) -> dict[str, Any]:
         cols = [k for k, f in meta.features.items() if not f.is_video]
         path = meta.path(ep.data_path)
         names = pq.read_schema(path).names
-        table = pq.read_table(path, columns=[c for c in cols if c in names])
+        table = pq.read_table(path, columns=[c for c in cols if c in names], page_checksum_verification=True)
         e = table.column("episode_index").to_numpy()
         rows = np.flatnonzero(e == episode)
         table = table.take(rows)

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ._json import read_jsonl
 from ._paths import format_template, safe_join
 from ..errors import DataFileError, MetadataError
 
@@ -218,7 +219,7 @@ def load_episodes_v3(root: Path, info: Mapping[str, Any], video_keys: Sequence[s
     tables = []
     for f in files:
         try:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, page_checksum_verification=True)
             names = pf.schema_arrow.names
             tables.append(pf.read(columns=[c for c in wanted if c in names]))
         except (pa.ArrowException, OSError) as e:
@@ -263,20 +264,10 @@ def load_episodes_v3(root: Path, info: Mapping[str, Any], video_keys: Sequence[s
 
 
 def _read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise MetadataError(f"{path}: missing")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise MetadataError(f"{path}:{n}: not valid JSON ({e})") from None
-            if not isinstance(row, dict):
-                raise MetadataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+    rows = read_jsonl(path)
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise MetadataError(f"{path}: row {n}: expected a JSON object, got {type(row).__name__}")
     return rows
 
 
@@ -301,14 +292,26 @@ def load_episodes_v2(root: Path, info: Mapping[str, Any], video_keys: Sequence[s
     if video_keys and video_tmpl is None:
         raise MetadataError(f"{info_path}: the dataset has video features but no 'video_path'")
 
-    def as_int(r: Mapping[str, Any], key: str, default: Any = None) -> int:
-        v = r.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
-            raise MetadataError(f"{path}: episode row {dict(list(r.items())[:4])!r}: {key!r} is {v!r}, not an integer")
+    def as_int(n: int, r: Mapping[str, Any], key: str) -> int:
+        v = r.get(key)
+        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v)
+                or abs(v) >= 2**62):
+            what = "missing" if key not in r else f"{v!r:.40}, not an integer"
+            raise MetadataError(f"{path}: row {n} (episode {r.get('episode_index')!r:.20}): {key!r} is {what}")
         return int(v)
 
-    index = np.array([as_int(r, "episode_index") for r in rows], dtype=np.int64)
-    length = np.array([as_int(r, "length", 0) for r in rows], dtype=np.int64)
+    def as_tasks(n: int, r: Mapping[str, Any]) -> tuple[str, ...]:
+        v = r.get("tasks")
+        if v is None:
+            return ()
+        if not isinstance(v, list) or not all(isinstance(t, str) for t in v):
+            raise MetadataError(f"{path}: row {n} (episode {r.get('episode_index')!r:.20}): 'tasks' must be a "
+                                f"list of strings, got {v!r:.60}")
+        return tuple(v)
+
+    index = np.array([as_int(n, r, "episode_index") for n, r in enumerate(rows, 1)], dtype=np.int64)
+    length = np.array([as_int(n, r, "length") for n, r in enumerate(rows, 1)], dtype=np.int64)
+    row_tasks = [as_tasks(n, r) for n, r in enumerate(rows, 1)]
     order = np.argsort(index, kind="stable")
     index, length = index[order], length[order]
     dup = np.flatnonzero(np.diff(index) == 0)
@@ -316,7 +319,7 @@ def load_episodes_v2(root: Path, info: Mapping[str, Any], video_keys: Sequence[s
         raise MetadataError(f"{path}: episode {int(index[dup[0]])} appears more than once")
     if (length < 0).any():
         raise MetadataError(f"{path}: episode {int(index[np.argmax(length < 0)])} has a negative length")
-    tasks = [tuple(str(t) for t in (rows[i].get("tasks") or ())) for i in order.tolist()]
+    tasks = [row_tasks[i] for i in order.tolist()]
     start = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64)
     chunk = index // chunks_size
     data_files = []

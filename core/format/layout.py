@@ -24,6 +24,11 @@ DEFAULT_CHUNKS_SIZE = 1000
 DEFAULT_DATA_FILE_SIZE_IN_MB = 100
 DEFAULT_VIDEO_FILE_SIZE_IN_MB = 200
 
+#: every parquet file prf writes stores CRC-32 page checksums (Parquet's optional PageHeader.crc), which
+#: prf's readers verify: a flipped bit in a data page is an error naming the file, not a silently changed
+#: value. Files written without them (LeRobot's own writer, most third-party datasets) cannot be checked.
+PARQUET_WRITE_OPTIONS: dict[str, Any] = {"write_page_checksum": True}
+
 #: the index columns every frame row carries, with their ``info.json`` declarations.
 INDEX_FEATURES: dict[str, dict[str, Any]] = {
     "timestamp": {"dtype": "float32", "shape": [1], "names": None},
@@ -126,7 +131,7 @@ def write_tasks(path: Path, tasks: Iterable[str]) -> None:
         {"task_index": pa.array(range(len(names)), pa.int64()), "__index_level_0__": pa.array(names, pa.string())},
     ).replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
+    pq.write_table(table, path, **PARQUET_WRITE_OPTIONS)
 
 
 def write_parquet(table: pa.Table, path: Path, *, compact: bool = False) -> None:
@@ -134,12 +139,12 @@ def write_parquet(table: pa.Table, path: Path, *, compact: bool = False) -> None
     ``BYTE_STREAM_SPLIT`` encoding and zstd, the rest zstd with dictionaries; else snappy (LeRobot's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not compact:
-        pq.write_table(table, path, compression="snappy")
+        pq.write_table(table, path, compression="snappy", **PARQUET_WRITE_OPTIONS)
         return
     floats = {f.name: leaf for f in table.schema if (leaf := _float_leaf(f)) is not None}
     pq.write_table(table, path, compression="zstd", compression_level=9,
                    use_byte_stream_split=list(floats.values()) or False,
-                   use_dictionary=[f.name for f in table.schema if f.name not in floats])
+                   use_dictionary=[f.name for f in table.schema if f.name not in floats], **PARQUET_WRITE_OPTIONS)
 
 
 def _float_leaf(field: pa.Field) -> str | None:

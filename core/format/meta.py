@@ -14,7 +14,7 @@ Everything maps onto :class:`DatasetMeta` with a table of :class:`Episode` recor
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ._json import parse_json, read_jsonl, read_text
 from ._paths import format_template, safe_join
 from .episodes import Episode, Episodes, EpisodeTable, VideoRef, load_episodes_v2, load_episodes_v3
 from ..stream import is_file as _is_file  # a streamed dataset's files: on the server
@@ -36,6 +37,14 @@ CAMERA_DTYPES = ("video", "image")
 
 #: columns every LeRobot frame row carries besides its declared features.
 INDEX_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+
+#: index columns a data file may lack (some v2.0 datasets have none of them, LeRobot 0.3.3 reads them):
+#: prf derives them, as LeRobot's writer fills them (see :class:`prf.Dataset`).
+DERIVABLE_KEYS = ("frame_index", "index", "task_index")
+
+#: the largest ``fps`` accepted from ``info.json`` (beyond it frame arithmetic loses all precision).
+MAX_FPS = 1e6
+
 
 
 @dataclass(frozen=True)
@@ -134,11 +143,15 @@ class DatasetMeta:
             )
         self.codebase_version: str = version
         self.fps = _required(self.info, "fps", info_path)
-        if not isinstance(self.fps, (int, float)) or self.fps <= 0:
-            raise MetadataError(f"{info_path}: fps must be a positive number, got {self.fps!r}")
+        if (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not math.isfinite(self.fps)
+                or not 0 < self.fps <= MAX_FPS):
+            raise MetadataError(f"{info_path}: fps must be a finite positive number of frames per second "
+                                f"(at most {MAX_FPS:g}), got {self.fps!r}")
         self.robot_type = self.info.get("robot_type")
         self.features: dict[str, Feature] = _parse_features(_required(self.info, "features", info_path), info_path)
-        self.chunks_size = int(self.info.get("chunks_size", 1000))
+        self.chunks_size = self.info.get("chunks_size", 1000)
+        if isinstance(self.chunks_size, bool) or not isinstance(self.chunks_size, int) or self.chunks_size <= 0:
+            raise MetadataError(f"{info_path}: chunks_size must be a positive integer, got {self.chunks_size!r}")
         if self.is_v3:
             self.tasks = _load_tasks_v3(self.root)
             self.episode_table = load_episodes_v3(self.root, self.info, self.video_keys)
@@ -233,27 +246,14 @@ class DatasetMeta:
 
 # ---- helpers ---------------------------------------------------------------------------------------
 def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise MetadataError(f"{path}: not valid JSON ({e})") from None
-    except OSError as e:
-        raise MetadataError(f"{path}: cannot be read ({e})") from None
+    return parse_json(read_text(path), path)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise MetadataError(f"{path}: missing")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise MetadataError(f"{path}:{n}: not valid JSON ({e})") from None
+    rows = read_jsonl(path)
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise MetadataError(f"{path}: row {n} is not a JSON object: {row!r:.80}")
     return rows
 
 
@@ -275,24 +275,49 @@ def _parse_features(raw: Any, path: Path) -> dict[str, Feature]:
             shape_t = tuple(int(s) for s in shape)
         except (TypeError, ValueError):
             raise MetadataError(f"{path}: feature {key!r} has a malformed shape {shape!r}") from None
+        finfo = spec.get("info")
+        if finfo is not None and not isinstance(finfo, Mapping):
+            raise MetadataError(f"{path}: feature {key!r}: 'info' must be an object, got {type(finfo).__name__} "
+                                f"{finfo!r:.60}")
+        if not isinstance(spec["dtype"], str):
+            raise MetadataError(f"{path}: feature {key!r}: dtype must be a string, got {spec['dtype']!r:.60}")
+        if not isinstance(shape, (list, tuple)):
+            raise MetadataError(f"{path}: feature {key!r} has a malformed shape {shape!r:.60}")
         out[key] = Feature(
             key=key,
-            dtype=str(spec["dtype"]),
+            dtype=spec["dtype"],
             shape=shape_t,
             names=flatten_names(spec.get("names")),
-            info=dict(spec.get("info") or {}),
+            info=dict(finfo or {}),
         )
     return out
 
 
 def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """Read a parquet file, turning any failure into a :class:`DataFileError` naming the file."""
+    """Read a parquet file, turning any failure into a :class:`DataFileError` naming the file.
+
+    Page checksums (CRC-32, written by prf's writer) are verified where a page has one: a corrupted
+    page is a :class:`DataFileError`, not silently changed values. Pages without a checksum (files
+    written by LeRobot or other tools without ``write_page_checksum``) cannot be checked."""
     try:
-        return pq.ParquetFile(path).read(columns=columns)  # (pq.read_table imports pandas: 0.5 s)
+        # (pq.read_table imports pandas: 0.5 s); page checksums verified where the writer stored them
+        return pq.ParquetFile(path, page_checksum_verification=True).read(columns=columns)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:
         raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
+
+
+def _task_index_values(values: list[Any], path: Path) -> np.ndarray:
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int)]
+    if bad:
+        raise MetadataError(f"{path}: task_index {bad[0]!r} is not an integer")
+    idx = np.asarray(values, dtype=np.int64)
+    uniq, counts = np.unique(idx, return_counts=True)
+    if (counts > 1).any():
+        raise MetadataError(f"{path}: task_index {int(uniq[np.argmax(counts > 1)])} appears "
+                            f"{int(counts.max())} times; each task_index must name one task")
+    return idx
 
 
 def _load_tasks_v3(root: Path) -> dict[int, str]:
@@ -308,17 +333,23 @@ def _load_tasks_v3(root: Path) -> dict[int, str]:
     text_col = "task" if "task" in names else next((c for c in names if c != "task_index"), None)
     if text_col is None:
         raise MetadataError(f"{path}: no task text column (columns: {names})")
-    idx = t.column("task_index").to_pylist()
+    col = t.column("task_index")
+    if not pa.types.is_integer(col.type):
+        raise MetadataError(f"{path}: column 'task_index' has type {col.type}, expected integers")
+    if col.null_count:
+        raise MetadataError(f"{path}: column 'task_index' has {col.null_count} null value(s)")
+    idx = _task_index_values(col.to_pylist(), path)
     txt = t.column(text_col).to_pylist()
-    return {int(i): str(s) for i, s in zip(idx, txt)}
+    if any(s is None for s in txt):
+        raise MetadataError(f"{path}: a task has no text (null in {text_col!r})")
+    return {int(i): str(s) for i, s in zip(idx.tolist(), txt)}
 
 
 def _load_tasks_v2(root: Path) -> dict[int, str]:
     path = root / "meta" / "tasks.jsonl"
-    out: dict[int, str] = {}
-    for row in _read_jsonl(path):
-        try:
-            out[int(row["task_index"])] = str(row["task"])
-        except (KeyError, TypeError, ValueError):
-            raise MetadataError(f"{path}: malformed task row {row!r}") from None
-    return out
+    rows = _read_jsonl(path)
+    for row in rows:
+        if "task_index" not in row or not isinstance(row.get("task"), str):
+            raise MetadataError(f"{path}: malformed task row {row!r:.120} (needs task_index and a task string)")
+    idx = _task_index_values([r["task_index"] for r in rows], path)
+    return {int(i): r["task"] for i, r in zip(idx.tolist(), rows)}

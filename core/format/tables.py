@@ -37,7 +37,7 @@ from ..errors import DataFileError, SchemaError
 from ..stream import open_input
 
 #: bump when the cache layout changes (old entries are then ignored and replaced).
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: bytes per record batch (piece) of a cache file (its rows rounded up to the end of an episode); the
 #: cache build holds about one piece in memory at a time.
 PIECE_BYTES = 128 * 2**20
@@ -142,8 +142,11 @@ def _target_value_type(spec: ColumnSpec) -> pa.DataType:
 def check_schema(path: Path, schema: pa.Schema, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]) -> None:
     """Compare a data file's parquet schema with the declared features.
 
+    ``specs`` are the columns the file must hold (derived index columns left out, see
+    :func:`derived_keys`).
+
     Raises:
-        DataFileError: a declared column is missing; an image column is neither ``struct<bytes, path>``
+        DataFileError: a declared feature column, ``timestamp`` or ``episode_index`` is missing; an image column is neither ``struct<bytes, path>``
             nor binary.
         SchemaError: a column's values per frame (fixed-size lists, from the schema) differ from the
             declared shape, a scalar is stored where a shape of several values is declared, or its
@@ -151,8 +154,12 @@ def check_schema(path: Path, schema: pa.Schema, specs: Mapping[str, ColumnSpec],
     """
     names = schema.names
     missing = [k for k in list(specs) + list(image_keys) if k not in names]
-    if missing:
-        raise DataFileError(f"{path}: declared feature column(s) {missing} are missing")
+    required = [k for k in missing if k in _INDEX_DTYPES]
+    declared = [k for k in missing if k not in _INDEX_DTYPES]
+    if declared:
+        raise DataFileError(f"{path}: column(s) {declared} declared as features in info.json are missing")
+    if required:
+        raise DataFileError(f"{path}: column(s) {required}, which every LeRobot data file holds, are missing")
     for key, spec in specs.items():
         leaf, dims = _leaf(schema.field(key).type)
         if spec.is_string:
@@ -334,25 +341,242 @@ def locate_episodes(path: Path, runs: np.ndarray, episodes: np.ndarray, lengths:
     return np.where(found, runs[order[pos_c], 1] if len(sorted_ep) else 0, 0).astype(np.int64)
 
 
+# ---- per-file summaries --------------------------------------------------------------------------------
+def derived_keys(schema: pa.Schema, derivable: Sequence[str]) -> list[str]:
+    """The ``derivable`` index columns a data file does not hold (delivered derived, as LeRobot fills them)."""
+    return [k for k in derivable if k not in schema.names]
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """What a data file's open checks need, computed once per file (stored in its Arrow cache entry).
+
+    Attributes:
+        dts: ``float64 [R, 2]``: per episode run (rows of :func:`episode_runs`), the smallest and largest
+            difference between consecutive ``timestamp`` values (``float32`` differences, as LeRobot's
+            ``check_timestamps_sync``); ``(+inf, -inf)`` for a run of one frame, NaN where a timestamp is NaN.
+        tasks: ``int64 [K, 2]``: the distinct ``(episode_index, task_index)`` pairs of the file's rows
+            (``[0, 2]`` when the file has no ``task_index`` column).
+    """
+
+    dts: np.ndarray
+    tasks: np.ndarray
+
+    def to_metadata(self) -> dict[bytes, bytes]:
+        return {b"prf.dts": np.ascontiguousarray(self.dts, np.float64).tobytes(),
+                b"prf.tasks": np.ascontiguousarray(self.tasks, np.int64).tobytes()}
+
+    @classmethod
+    def from_metadata(cls, md: Mapping[bytes, bytes]) -> "FileSummary":
+        return cls(np.frombuffer(md[b"prf.dts"], np.float64).reshape(-1, 2),
+                   np.frombuffer(md[b"prf.tasks"], np.int64).reshape(-1, 2))
+
+
+class _SummaryBuilder:
+    """A :class:`FileSummary` built from a file's rows in order, one batch at a time (the Arrow cache
+    build never holds a whole column): per-run step min/max merged across batches, ``(episode,
+    task_index)`` pairs taken where either changes. Vectorised per batch."""
+
+    def __init__(self, runs: np.ndarray):
+        self.runs = runs
+        self.starts = runs[:, 1].astype(np.int64)
+        self.last = (runs[:, 1] + runs[:, 2] - 1).astype(np.int64)  # each run's last row
+        self.lo = np.full(len(runs), np.inf)
+        self.hi = np.full(len(runs), -np.inf)
+        self.row = 0  # rows seen so far
+        self.prev_ts: np.float32 | None = None
+        self.prev_pair: tuple[int, int] | None = None
+        self.keys: list[np.ndarray] = []
+
+    def add(self, ts: np.ndarray | None, ep: np.ndarray, task: np.ndarray | None) -> None:
+        n = len(ep)
+        if not n:
+            return
+        b0 = self.row
+        if ts is not None and len(self.runs):
+            ts = np.asarray(ts, np.float32).reshape(-1)
+            full = ts if self.prev_ts is None else np.concatenate([[self.prev_ts], ts])
+            first = b0 if self.prev_ts is None else b0 - 1  # the row each step starts from
+            if len(full) > 1:
+                d = np.diff(full).astype(np.float64)  # float32 steps, as LeRobot's check
+                i = np.arange(first, first + len(d), dtype=np.int64)
+                # the run of each step's row, runs being contiguous row ranges: O(rows), no search
+                r0, r1 = np.searchsorted(self.starts, [i[0], i[-1]], side="right") - 1
+                lo_row = np.maximum(self.starts[r0:r1 + 1], i[0])
+                hi_row = np.minimum(self.last[r0:r1 + 1], i[-1])
+                rid = np.repeat(np.arange(r0, r1 + 1, dtype=np.int64), hi_row - lo_row + 1)
+                ok = i != self.last[rid]
+                d, rid = d[ok], rid[ok]
+                if len(d):
+                    cut = np.concatenate([[0], np.flatnonzero(np.diff(rid)) + 1])
+                    ids = rid[cut]
+                    self.lo[ids] = np.minimum(self.lo[ids], np.minimum.reduceat(d, cut))
+                    self.hi[ids] = np.maximum(self.hi[ids], np.maximum.reduceat(d, cut))
+            self.prev_ts = ts[-1]
+        if task is not None:
+            ep = np.asarray(ep, np.int64).reshape(-1)
+            task = np.asarray(task, np.int64).reshape(-1)
+            change = np.ones(n, bool)
+            change[1:] = (ep[1:] != ep[:-1]) | (task[1:] != task[:-1])
+            if self.prev_pair is not None and (int(ep[0]), int(task[0])) == self.prev_pair:
+                change[0] = False
+            self.keys.append(np.stack([ep[change], task[change]], axis=1))
+            self.prev_pair = (int(ep[-1]), int(task[-1]))
+        self.row += n
+
+    def result(self) -> FileSummary:
+        dts = np.stack([self.lo, self.hi], axis=1) if len(self.runs) else np.zeros((0, 2), np.float64)
+        pairs = np.concatenate(self.keys) if self.keys else np.zeros((0, 2), np.int64)
+        if len(pairs):
+            pairs = np.unique(pairs, axis=0) if len(pairs) < 4096 else task_pairs(pairs[:, 0], pairs[:, 1])
+        return FileSummary(dts, pairs.astype(np.int64).reshape(-1, 2))
+
+
+def timestamp_steps(ts: np.ndarray | None, runs: np.ndarray) -> np.ndarray:
+    """``float64 [R, 2]``: smallest and largest step between consecutive timestamps in each run (see
+    :class:`FileSummary`); vectorised."""
+    b = _SummaryBuilder(runs)
+    if ts is not None:
+        b.add(ts, np.zeros(len(ts), np.int64), None)
+    return b.result().dts
+
+
+def task_pairs(ep: np.ndarray, task: np.ndarray | None) -> np.ndarray:
+    """``int64 [K, 2]``: the distinct ``(episode_index, task_index)`` pairs of rows (vectorised)."""
+    if task is None or len(ep) == 0:
+        return np.zeros((0, 2), np.int64)
+    ep = np.asarray(ep, np.int64)
+    task = np.asarray(task, np.int64)
+    if ep.min() >= 0 and ep.max() < 2**31 and task.min() >= -(2**31) and task.max() < 2**31:
+        key = np.unique((ep << 32) | (task + 2**31))
+        return np.stack([key >> 32, (key & 0xFFFFFFFF) - 2**31], axis=1).astype(np.int64)
+    return np.unique(np.stack([ep, task], axis=1), axis=0).astype(np.int64)
+
+
+def summarize(ts: np.ndarray | None, ep: np.ndarray, task: np.ndarray | None, runs: np.ndarray) -> FileSummary:
+    """The :class:`FileSummary` of a file's whole columns (``runs`` from its ``episode_index``)."""
+    b = _SummaryBuilder(runs)
+    b.add(ts, ep, task)
+    return b.result()
+
+
+def _summary_of_piece(piece: "Piece", runs: np.ndarray) -> FileSummary:
+    a = piece.arrays
+    ts, task = a.get("timestamp"), a.get("task_index")
+    return summarize(None if ts is None else ts.reshape(-1), a["episode_index"].reshape(-1),
+                     None if task is None else task.reshape(-1), runs)
+
+
+def scan_file(path: Path) -> tuple[FileSummary, np.ndarray]:
+    """``(summary, runs)`` of a data file from its ``timestamp``, ``episode_index`` and ``task_index``
+    columns alone (v2.x episode files at open).
+
+    Raises:
+        DataFileError: the file is not readable parquet, or ``episode_index`` has nulls.
+    """
+    pf = _parquet(path)
+    names = pf.schema_arrow.names
+    cols = [c for c in ("timestamp", "episode_index", "task_index") if c in names]
+    try:
+        t = pf.read(columns=cols)
+    except (pa.ArrowException, OSError) as e:
+        raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
+    if "episode_index" not in names:
+        raise DataFileError(f"{path}: column(s) ['episode_index'], which every LeRobot data file holds, are missing")
+    if t.column("episode_index").null_count or not pa.types.is_integer(_leaf(t.column("episode_index").type)[0]):
+        raise DataFileError(f"{path}: column 'episode_index' has null or non-integer values")
+    ep = _flat_numpy(t.column("episode_index")).astype(np.int64, copy=False)
+    ts = task = None
+    if "timestamp" in names:
+        c = t.column("timestamp")
+        if c.null_count or not _numeric(_leaf(c.type)[0]):
+            raise DataFileError(f"{path}: column 'timestamp' has null or non-numeric values ({c.type})")
+        ts = _flat_numpy(c).astype(np.float32, copy=False)
+    if "task_index" in names:
+        c = t.column("task_index")
+        if c.null_count or not pa.types.is_integer(_leaf(c.type)[0]):
+            raise DataFileError(f"{path}: column 'task_index' has null or non-integer values ({c.type})")
+        task = _flat_numpy(c).astype(np.int64, copy=False)
+    runs = episode_runs(ep)
+    return summarize(ts, ep, task, runs), runs
+
+
+def scan_files(paths: Sequence[Path], root: Path) -> list[tuple[FileSummary, np.ndarray] | None]:
+    """:func:`scan_file` of many files (v2.x episode files at open): ``None`` for a file that cannot be
+    read (left to its first use, which names it). Results are kept in ``$PRF_CACHE/arrow`` per dataset
+    ``root``, keyed by each file's size and mtime, so a warm open only stats the files; missing ones are
+    scanned on a few threads (parquet decoding releases the GIL)."""
+    store = cache_root() / f"v2scan-{hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:16]}.json"
+    try:
+        known = json.loads(store.read_text()) if store.is_file() else {}
+        if known.get("format") != CACHE_FORMAT:
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    files: dict[str, list] = known.get("files", {})
+    out: list[tuple[FileSummary, np.ndarray] | None] = [None] * len(paths)
+    todo = []
+    for j, p in enumerate(paths):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        got = files.get(str(p))
+        if got is not None and got[0] == st.st_size and got[1] == st.st_mtime_ns:
+            out[j] = (FileSummary(np.asarray(got[2], np.float64).reshape(-1, 2), np.asarray(got[3], np.int64).reshape(-1, 2)),
+                      np.asarray(got[4], np.int64).reshape(-1, 3))
+        else:
+            todo.append((j, p, st))
+    if not todo:
+        return out
+
+    def one(item):
+        j, p, st = item
+        try:
+            return j, p, st, scan_file(p)
+        except DataFileError:
+            return j, p, st, None
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        for j, p, st, res in pool.map(one, todo):
+            out[j] = res
+            if res is not None:
+                summary, runs = res
+                files[str(p)] = [st.st_size, st.st_mtime_ns, summary.dts.tolist(), summary.tasks.tolist(),
+                                 runs.tolist()]
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_name(f".{store.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"format": CACHE_FORMAT, "files": files}))
+        os.replace(tmp, store)
+    except OSError:
+        pass  # a read-only cache folder: scanned again next time
+    return out
+
+
+def run_positions(runs: np.ndarray, episodes: np.ndarray) -> np.ndarray:
+    """``int64 [k]``: the run (row of ``runs``) of each of ``episodes`` (``-1`` where absent; episodes
+    split over several runs are refused by :func:`locate_episodes` first)."""
+    run_ep = runs[:, 0]
+    if not len(run_ep):
+        return np.full(len(episodes), -1, np.int64)
+    order = np.argsort(run_ep, kind="stable")
+    sorted_ep = run_ep[order]
+    pos = np.minimum(np.searchsorted(sorted_ep, episodes), len(sorted_ep) - 1)
+    return np.where(sorted_ep[pos] == episodes, order[pos], -1).astype(np.int64)
+
+
 # ---- readers -------------------------------------------------------------------------------------------
 def _parquet(path: Path) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(open_input(path), pre_buffer=True)  # a streamed file: by byte range
+        return pq.ParquetFile(open_input(path), pre_buffer=True,  # a streamed file: by byte range
+                              page_checksum_verification=True)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:
         raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
-
-
-def _episode_column(pf: pq.ParquetFile, path: Path, row_groups: list[int] | None = None) -> np.ndarray:
-    try:
-        t = pf.read(columns=["episode_index"]) if row_groups is None else pf.read_row_groups(row_groups, ["episode_index"])
-    except (pa.ArrowException, OSError) as e:
-        raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
-    col = t.column(0)
-    if col.null_count:
-        raise DataFileError(f"{path}: column 'episode_index' has {col.null_count} null value(s)")
-    return to_numpy(col).astype(np.int64, copy=False)
 
 
 def _row_groups_with(pf: pq.ParquetFile, episodes: np.ndarray) -> list[int]:
@@ -373,9 +597,9 @@ def _row_groups_with(pf: pq.ParquetFile, episodes: np.ndarray) -> list[int]:
 
 
 def read_in_memory(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str],
-                   episodes: np.ndarray | None = None) -> tuple[Piece, np.ndarray]:
+                   episodes: np.ndarray | None = None) -> tuple[Piece, np.ndarray, FileSummary]:
     """The rows of a data file's row groups that may hold ``episodes`` (sorted; default all), converted,
-    in memory: ``(piece, runs)`` (see :func:`episode_runs`).
+    in memory: ``(piece, runs, summary)`` (see :func:`episode_runs`, :class:`FileSummary`).
 
     Raises:
         DataFileError, SchemaError: see :func:`check_schema`; the file is not readable parquet.
@@ -390,7 +614,8 @@ def read_in_memory(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequ
         raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
     t = _convert_table(t, specs, image_keys, path)
     ep = _episode_column_of(t)
-    return Piece(t, specs, image_keys), episode_runs(ep)
+    piece, runs = Piece(t, specs, image_keys), episode_runs(ep)
+    return piece, runs, _summary_of_piece(piece, runs)
 
 
 def _episode_column_of(t: pa.Table) -> np.ndarray:
@@ -412,12 +637,14 @@ def cache_path(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequence
     return cache_root() / f"{h}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.arrow"
 
 
-def open_cached(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]) -> tuple[list[Piece], np.ndarray, np.ndarray]:
+def open_cached(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]
+                ) -> tuple[list[Piece], np.ndarray, np.ndarray, FileSummary]:
     """A data file through the memory-mapped Arrow cache (built first when absent or stale).
 
     Returns:
-        ``(pieces, piece_starts int64 [P], runs int64 [R, 3])``: the pieces in file order, the file row
-        each starts at, and the file's episode runs.
+        ``(pieces, piece_starts int64 [P], runs int64 [R, 3], summary)``: the pieces in file order, the
+        file row each starts at, the file's episode runs, and its :class:`FileSummary` (computed when
+        the entry was built, read from the entry's metadata).
 
     Raises:
         DataFileError, SchemaError: see :func:`check_schema`; the file is not readable parquet.
@@ -434,10 +661,13 @@ def open_cached(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequenc
                 raise ValueError("cache entry of another source")
             runs = np.frombuffer(md[b"prf.runs"], dtype=np.int64).reshape(-1, 3)
             starts = np.frombuffer(md[b"prf.starts"], dtype=np.int64)
+            summary = FileSummary.from_metadata(md)
+            if len(summary.dts) != len(runs):
+                raise ValueError("cache entry inconsistent")
             pieces = [Piece(reader.get_batch(i), specs, image_keys) for i in range(reader.num_record_batches)]
             if len(pieces) != len(starts):
                 raise ValueError("cache entry incomplete")
-            return pieces, starts, runs
+            return pieces, starts, runs, summary
         except (pa.ArrowException, OSError, ValueError, KeyError):
             if attempt:
                 raise DataFileError(f"{path}: its Arrow cache {cp} cannot be read (remove it)") from None
@@ -448,7 +678,7 @@ def open_cached(path: Path, specs: Mapping[str, ColumnSpec], image_keys: Sequenc
 def _build_cache(path: Path, cp: Path, key: str, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]) -> None:
     pf = _parquet(path)
     check_schema(path, pf.schema_arrow, specs, image_keys)
-    runs = episode_runs(_episode_column(pf, path))
+    summary, runs = _summary_columns(pf, path, specs)
     n = int(runs[:, 2].sum()) if len(runs) else 0
     piece_rows = max(256, PIECE_BYTES // _row_bytes(pf, specs, image_keys))
     # pieces start at episode boundaries, about piece_rows rows apart
@@ -462,7 +692,7 @@ def _build_cache(path: Path, cp: Path, key: str, specs: Mapping[str, ColumnSpec]
     for k in image_keys:
         target.append(pa.field(k, pa.large_binary()))
     schema = pa.schema(target, metadata={b"prf.source": key.encode(), b"prf.runs": runs.tobytes(),
-                                         b"prf.starts": starts.tobytes()})
+                                         b"prf.starts": starts.tobytes(), **summary.to_metadata()})
     cp.parent.mkdir(parents=True, exist_ok=True)
     tmp = cp.with_name(f".{cp.name}.{os.getpid()}.tmp")
     cols = list(specs) + list(image_keys)
@@ -498,6 +728,34 @@ def _build_cache(path: Path, cp: Path, key: str, specs: Mapping[str, ColumnSpec]
     for old in cp.parent.glob(prefix + "*.arrow"):  # entries of older versions of this file
         if old != cp:
             old.unlink(missing_ok=True)
+
+
+def _summary_columns(pf: pq.ParquetFile, path: Path, specs: Mapping[str, ColumnSpec]) -> tuple[FileSummary, np.ndarray]:
+    """The file's :class:`FileSummary` and episode runs from its ``episode_index``, ``timestamp`` and
+    ``task_index`` columns (``timestamp`` as the ``float32`` delivered), read once when its cache entry
+    is built."""
+    cols = [c for c in ("episode_index", "timestamp", "task_index") if c in specs]
+    try:
+        t = pf.read(columns=cols)
+    except (pa.ArrowException, OSError) as e:
+        raise DataFileError(f"{path}: cannot be read as parquet ({e})") from None
+    got = {}
+    for c in cols:
+        col = t.column(c)
+        if col.null_count:
+            raise DataFileError(f"{path}: column {c!r} has {col.null_count} null value(s)")
+        got[c] = _flat_numpy(_convert(_one_chunk(col), specs[c], path))
+    ep = got["episode_index"].astype(np.int64, copy=False)
+    runs = episode_runs(ep)
+    return summarize(got.get("timestamp"), ep, got.get("task_index"), runs), runs
+
+
+def _flat_numpy(col: Any) -> np.ndarray:
+    """A column of one value per row (maybe stored as one-element lists) as a 1-D NumPy array."""
+    arr = _one_chunk(col)
+    while _is_list(arr.type):
+        arr = arr.flatten()
+    return to_numpy(arr)
 
 
 def _row_bytes(pf: pq.ParquetFile, specs: Mapping[str, ColumnSpec], image_keys: Sequence[str]) -> int:

@@ -15,6 +15,8 @@ messages become ``list<struct>``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import operator
 from typing import Any, Callable, Sequence
@@ -411,7 +413,9 @@ class ProtobufFlattener(Flattener):
 # ---- JSON --------------------------------------------------------------------------------------------
 def _json_hints(schema_text: bytes | str | None) -> dict[str, pa.DataType]:
     """Column type hints from a JSON schema: ``number`` -> float64, ``integer`` -> int64,
-    ``boolean`` -> bool, ``string`` -> string, nested ``object`` properties flattened."""
+    ``boolean`` -> bool, ``string`` -> string, a ``string`` with ``contentEncoding: base64`` (how JSON
+    carries bytes, e.g. Foxglove's JSON ``CompressedImage.data``) -> binary, nested ``object``
+    properties flattened."""
     if not schema_text:
         return {}
     try:
@@ -430,6 +434,8 @@ def _json_hints(schema_text: bytes | str | None) -> dict[str, pa.DataType]:
             typ = sub.get("type")
             if typ == "object":
                 walk(sub, prefix + name + ".")
+            elif typ == "string" and str(sub.get("contentEncoding", "")).lower() == "base64":
+                hints[_safe_name(prefix + name)] = pa.binary()
             elif isinstance(typ, str) and typ in simple:
                 hints[_safe_name(prefix + name)] = simple[typ]
 
@@ -455,6 +461,8 @@ class JsonFlattener(Flattener):
 
     def __init__(self, schema_text: bytes | str | None = None):
         self.hints = _json_hints(schema_text)
+        #: columns the schema declares as base64 text (``contentEncoding: base64``): stored as the bytes
+        self.base64 = {k for k, t in self.hints.items() if t == pa.binary()}
 
     def row(self, msg: Any) -> dict:
         out: dict[str, Any] = {}
@@ -462,7 +470,15 @@ class JsonFlattener(Flattener):
             _flatten_dict(msg, "", out)
         else:
             out["value"] = msg
-        return {_safe_name(k): v for k, v in out.items()}
+        row = {_safe_name(k): v for k, v in out.items()}
+        for k in self.base64:
+            v = row.get(k)
+            if isinstance(v, str):
+                try:
+                    row[k] = base64.b64decode(v, validate=True)
+                except (binascii.Error, ValueError) as e:
+                    raise ValueError(f"field {k!r} is declared base64 but is not valid base64 ({e})") from None
+        return row
 
     def to_table(self, rows: Sequence[dict]) -> tuple[pa.Table, list[tuple[int, str]]]:
         names: dict[str, None] = {}

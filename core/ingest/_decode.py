@@ -131,6 +131,8 @@ def _ros_types(type_name: str, fmt: str, text: str) -> dict:
         else:
             typs.update(get_types_from_idl(text))
         return typs
+    if fmt == "ros1msg":
+        text = _roslib_header_as_std_msgs(text)
     try:
         return get_types_from_msg(text, type_name)
     except Exception as first:  # noqa: BLE001 - rosbags raises several parser error types
@@ -138,6 +140,22 @@ def _ros_types(type_name: str, fmt: str, text: str) -> dict:
         if event is None:
             raise first
         return event
+
+
+_ROSLIB_HEADER_MSG = re.compile(r"^MSG:\s*roslib/Header\s*$", re.M)
+_ROSLIB_HEADER_FIELD = re.compile(r"^(\s*)roslib/(?:msg/)?Header(?=[\s\[])", re.M)
+
+
+def _roslib_header_as_std_msgs(text: str) -> str:
+    """ROS 1 bags recorded before ROS Electric embed ``MSG: roslib/Header`` (where ``Header`` lived then)
+    while a bare ``Header`` field means ``std_msgs/Header``. The two are the same message (seq, stamp,
+    frame_id; same MD5), which ROS itself renamed: read the old one as ``std_msgs/Header``."""
+    if "roslib/" not in text:
+        return text
+    has_std = re.search(r"^MSG:\s*std_msgs/Header\s*$", text, re.M) is not None
+    if not has_std:
+        text = _ROSLIB_HEADER_MSG.sub("MSG: std_msgs/Header", text)
+    return _ROSLIB_HEADER_FIELD.sub(r"\1std_msgs/Header", text)
 
 
 def _service_event_types(type_name: str, text: str) -> dict | None:

@@ -64,7 +64,7 @@ def image_reader(table: pa.Table, topic: str) -> Callable[[int], np.ndarray]:
 
         def read_raw(i: int) -> np.ndarray:
             return decode_raw(
-                data[i].as_py(), str(enc[i].as_py()), int(width[i].as_py()), int(height[i].as_py()),
+                _payload(data[i].as_py(), topic, i), str(enc[i].as_py()), int(width[i].as_py()), int(height[i].as_py()),
                 None if step is None else int(step[i].as_py()), bool(big[i].as_py()) if big is not None else False,
                 where=f"topic {topic!r} row {i}",
             )
@@ -76,9 +76,25 @@ def image_reader(table: pa.Table, topic: str) -> Callable[[int], np.ndarray]:
     decoders: dict[str, Any] = {}
 
     def read_compressed(i: int) -> np.ndarray:
-        return decode_compressed(data[i].as_py(), str(fmt[i].as_py()), decoders, where=f"topic {topic!r} row {i}")
+        return decode_compressed(_payload(data[i].as_py(), topic, i), str(fmt[i].as_py()), decoders,
+                                 where=f"topic {topic!r} row {i}")
 
     return read_compressed
+
+
+def _payload(value: Any, topic: str, row: int) -> bytes:
+    """An image message's ``data``: bytes, or base64 text (JSON logs carry bytes as base64, e.g.
+    Foxglove's JSON ``CompressedImage``; a converted topic whose schema did not say
+    ``contentEncoding: base64`` keeps the text)."""
+    if isinstance(value, str):
+        import base64
+        import binascii
+
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise DataFrameError(f"topic {topic!r} row {row}: 'data' is text that is not base64 ({e})") from None
+    return b"" if value is None else value
 
 
 def decode_raw(buf: bytes, encoding: str, width: int, height: int, step: int | None, bigendian: bool,
@@ -174,7 +190,7 @@ class _VideoTopic:
 
         try:
             if self._next < len(self._data):
-                pkt = av.Packet(self._data[self._next].as_py() or b"")
+                pkt = av.Packet(_payload(self._data[self._next].as_py(), self._topic, self._next))
                 pkt.pts = pkt.dts = self._next
                 self._next += 1
                 self._pending.extend(self._ctx.decode(pkt))

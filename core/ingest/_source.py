@@ -45,6 +45,8 @@ class RawLog:
             be pushed down to the library).
         warnings: what the reader noticed (truncation, index disagreements...).
         read_error: the error that stopped reading early, if any.
+        unreadable: ``{stream id: n}`` messages known to exist but cut short (a file that ends inside
+            them), for logs without an index (their counts are not known beforehand).
     """
 
     format = "?"
@@ -57,6 +59,7 @@ class RawLog:
         self.counts_known = True
         self.warnings: list[str] = []
         self.read_error: str | None = None
+        self.unreadable: dict[Hashable, int] = {}
         self.library = ""
 
     def messages(self, ids: set | None, start: int | None, end: int | None) -> Iterator[tuple[Hashable, int, int, bytes]]:

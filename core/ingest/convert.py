@@ -100,10 +100,11 @@ class ConversionReport:
 
     @property
     def failed_topics(self) -> list[str]:
-        """Topics with messages skipped for an error (not for ``topics=``/``start``/``end``)."""
+        """Topics with messages skipped for an error (not for ``topics=``/``start``/``end``). A topic
+        without messages whose schema cannot be used loses nothing: it is not listed here (its
+        ``error`` says what is wrong, and :attr:`warnings` names it)."""
         return [name for name, t in self.topics.items()
-                if any(k not in (NOT_SELECTED, OUTSIDE_TIME_RANGE) and n for k, n in t.skipped.items())
-                or (t.error and t.total == 0 and t.file is None)]
+                if any(k not in (NOT_SELECTED, OUTSIDE_TIME_RANGE) and n for k, n in t.skipped.items())]
 
     @property
     def complete(self) -> bool:
@@ -435,7 +436,8 @@ def _convert(log: RawLog, tmp: Path, wanted: list[str] | None, start: int | None
         if o.decode_errors:
             skipped[DECODE_ERROR] = o.decode_errors
             rep.error = o.first_error
-        total = (declared_total or 0) if pushdown else o.seen
+        cut_short = 0 if pushdown else sum(log.unreadable.get(sid, 0) for sid in o.ids)
+        total = (declared_total or 0) if pushdown else o.seen + cut_short
         if not selected(o):
             skipped[NOT_SELECTED] = total
         elif o.skip is not None:
@@ -444,6 +446,10 @@ def _convert(log: RawLog, tmp: Path, wanted: list[str] | None, start: int | None
         else:
             rest = total - written - o.decode_errors
             if not pushdown:
+                if cut_short:
+                    skipped[UNREADABLE] = cut_short
+                    rep.error = rep.error or log.read_error
+                    rest -= cut_short
                 if rest:
                     skipped[OUTSIDE_TIME_RANGE] = rest
             elif rest < 0:
@@ -462,6 +468,8 @@ def _convert(log: RawLog, tmp: Path, wanted: list[str] | None, start: int | None
                                               f"were found in the data")
         rep.total = total
         rep.skipped = {k: v for k, v in skipped.items() if v}
+        if total == 0 and o.skip is not None and selected(o):
+            warnings.append(f"{o.name}: no messages; its schema cannot be used ({o.skip.detail})")
         assert rep.written + rep.n_skipped == rep.total, (o.name, rep)
         reports[o.name] = rep
     if wanted is not None and not log.counts_known:

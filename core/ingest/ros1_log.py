@@ -8,7 +8,7 @@ from __future__ import annotations
 import bz2
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO, Hashable, Iterator
+from typing import Any, BinaryIO, Generator, Hashable, Iterator
 
 from ..errors import LogReadError, NotALogError
 from ._source import RawLog, Stream, rosbags_messages
@@ -93,32 +93,58 @@ class Ros1Log(RawLog):
                         yield from self._chunk(header, data)
                     else:
                         yield from self._record(op, header, data)
+            except _CutChunk as cut:
+                kept = yield from self._chunk(cut.header, cut.data, cut=True)
+                self.read_error = (
+                    f"{self.path}: the bag ends inside a record (the chunk at byte {cut.pos}: {len(cut.data)} of "
+                    f"its {cut.declared} bytes present); kept the {kept} complete message(s) before the cut; the "
+                    f"rest of the file is unreadable (the index that would count it is at the end)")
             except _Truncated as e:
                 self.read_error = f"{self.path}: the bag ends inside a record ({e}); kept everything before it"
             except Exception as e:  # noqa: BLE001
                 self.read_error = f"{self.path}: reading stopped ({type(e).__name__}: {e})"
 
-    def _chunk(self, header: dict[str, bytes], data: bytes) -> Iterator[tuple[Hashable, int, int, bytes]]:
+    def _chunk(self, header: dict[str, bytes], data: bytes, cut: bool = False
+               ) -> Generator[tuple[Hashable, int, int, bytes], None, int]:
+        """The messages of one chunk record; returns how many were yielded. ``cut``: ``data`` is the part
+        of the chunk before the end of the file: every complete record in it is read (a partly
+        compressed stream is decompressed as far as it goes), a message cut short is counted in
+        :attr:`unreadable` for its connection."""
         comp = header.get("compression", b"none").decode()
         if comp == "none":
             raw = data
         elif comp == "bz2":
-            raw = bz2.decompress(data)
+            raw = bz2.BZ2Decompressor().decompress(data) if cut else bz2.decompress(data)
         elif comp == "lz4":
-            from lz4.frame import decompress
+            from lz4.frame import LZ4FrameDecompressor, decompress
 
-            raw = decompress(data)
+            raw = LZ4FrameDecompressor().decompress(data) if cut else decompress(data)
         else:
             raise LogReadError(f"{self.path}: chunk compression {comp!r} is not supported")
         import io
 
         buf = io.BytesIO(raw)
+        n = 0
         while True:
-            rec = _read_record(buf)
+            try:
+                rec = _read_record(buf, cut_message=cut)
+            except _Truncated:
+                if not cut:
+                    raise
+                break
             if rec is None:
                 break
             h, d = rec
-            yield from self._record(_u8(h, "op"), h, d)
+            op = _u8(h, "op")
+            if d is None:  # a message whose header is complete and whose data the cut took
+                if op == _OP_MSG and "conn" in h:
+                    cid = struct.unpack("<I", h["conn"])[0]
+                    self.unreadable[cid] = self.unreadable.get(cid, 0) + 1
+                break
+            for m in self._record(op, h, d):
+                n += 1
+                yield m
+        return n
 
     def _record(self, op: int, header: dict[str, bytes], data: bytes) -> Iterator[tuple[Hashable, int, int, bytes]]:
         """A connection record registers its topic; a message record yields the message (if decodable)."""
@@ -168,6 +194,14 @@ class _Truncated(Exception):
     pass
 
 
+class _CutChunk(Exception):
+    """A chunk record whose data the end of the file cuts: ``data`` is what is present."""
+
+    def __init__(self, header: dict[str, bytes], data: bytes, declared: int, pos: int):
+        super().__init__(f"chunk at byte {pos} cut after {len(data)} of {declared} bytes")
+        self.header, self.data, self.declared, self.pos = header, data, declared, pos
+
+
 def _read_exact(f: BinaryIO, n: int) -> bytes:
     b = f.read(n)
     if len(b) != n:
@@ -175,8 +209,13 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
     return b
 
 
-def _read_record(f: BinaryIO) -> tuple[dict[str, bytes], bytes] | None:
-    """One record (header fields, data), or None at a clean end of input."""
+def _read_record(f: BinaryIO, cut_message: bool = False) -> tuple[dict[str, bytes], bytes | None] | None:
+    """One record (header fields, data), or None at a clean end of input.
+
+    Raises ``_CutChunk`` for a chunk record the end of the input cuts (with the part present), and
+    ``_Truncated`` for any other cut record; with ``cut_message``, a record whose header is complete
+    but whose data is cut is returned with data ``None``."""
+    pos = f.tell()
     first = f.read(4)
     if not first:
         return None
@@ -185,7 +224,13 @@ def _read_record(f: BinaryIO) -> tuple[dict[str, bytes], bytes] | None:
     (hlen,) = struct.unpack("<I", first)
     header = _parse_header(_read_exact(f, hlen))
     (dlen,) = struct.unpack("<I", _read_exact(f, 4))
-    data = _read_exact(f, dlen)
+    data = f.read(dlen)
+    if len(data) != dlen:
+        if header.get("op", b"")[:1] == bytes([_OP_CHUNK]):
+            raise _CutChunk(header, data, dlen, pos)
+        if cut_message:
+            return header, None
+        raise _Truncated(f"wanted {dlen} bytes, {len(data)} left")
     return header, data
 
 

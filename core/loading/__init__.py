@@ -2,7 +2,10 @@
 transforms (image transforms, normalization) -> NumPy batch dicts."""
 
 from . import transforms
-from .loader import ConvertedLoader, Loader
+from .batch_transform import BatchTransform, TransformedDataset
+from .loader import ConvertedIterator, ConvertedLoader, Loader, LoaderIterator
 from .normalize import Normalizer
+from .options import DecodeOptions, ReadOptions, ShardOptions
 
-__all__ = ["ConvertedLoader", "Loader", "Normalizer", "transforms"]
+__all__ = ["BatchTransform", "ConvertedIterator", "ConvertedLoader", "DecodeOptions", "Loader", "LoaderIterator",
+           "Normalizer", "ReadOptions", "ShardOptions", "TransformedDataset", "transforms"]

@@ -3,8 +3,9 @@ adapters use when their framework asks for batches by index (Keras ``PyDataset``
 ``MapDataset``, torch ``IterableDataset`` workers) instead of iterating the loader.
 
 Batch ``k`` of epoch ``e`` is exactly the loader's: the same sampler order (a pure function of
-``(seed, epoch, rank, world_size)``), the same ``drop_last``, and the loader's per-batch hook
-(``Loader._load``), so every adapter delivers the very same samples. Private to prf's adapters.
+``(seed, epoch, rank, world_size)``), the same ``drop_last``, and the loader's batch transform
+(:meth:`prf.Loader.batch` is the public form of :meth:`EpochBatches.load`), so every adapter delivers
+the very same samples. Private to prf's adapters.
 """
 
 from __future__ import annotations

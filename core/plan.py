@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..decode import FrameSource, VideoIndex
+from .decode import FrameSource, VideoIndex
 
 
 @dataclass
