@@ -12,8 +12,9 @@ from tqdm.auto import tqdm
 
 from .dataset import Dataset
 from .decode import DecodeBackend
-from .errors import DatasetError, MetadataError, OptionsError
+from .errors import DatasetError, MetadataError, OptionsError, StreamError, VideoError
 from .format import DatasetMeta
+from .stream import register_root, warm as stream_warm
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -44,6 +45,15 @@ def _fetch_url(url: str, episodes: list[int] | None, cameras: list[str] | None) 
     if "file" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)):
         return Path(root), None
     local = remote_cache_dir() / hashlib.sha1(url.rstrip("/").encode()).hexdigest()[:16] / Path(root).name
+    meta = _fetch_meta(fs, root, local, url)
+    files = _needed_files(meta, episodes, cameras)  # paths the metadata gives (checked to stay inside)
+    for rel in tqdm(files, desc=f"fetch {Path(root).name}", unit="file", disable=len(files) < 2):
+        _download(fs, f"{root}/{rel}", local / rel)
+    return local, meta
+
+
+def _fetch_meta(fs, root: str, local: Path, url: str) -> DatasetMeta:
+    """``meta/`` of the dataset at ``root`` on ``fs`` copied into ``local`` (whole files: they are small)."""
     try:
         meta_files = [f for f in fs.find(f"{root}/meta") if not fs.isdir(f)]
     except FileNotFoundError:
@@ -52,10 +62,26 @@ def _fetch_url(url: str, episodes: list[int] | None, cameras: list[str] | None) 
         raise MetadataError(f"{url}: no meta/ folder there; not a LeRobot dataset")
     for f in meta_files:
         _download(fs, f, local / Path(f).relative_to(Path(root)))
-    meta = DatasetMeta(local)
-    files = _needed_files(meta, episodes, cameras)  # paths the metadata gives (checked to stay inside)
-    for rel in tqdm(files, desc=f"fetch {Path(root).name}", unit="file", disable=len(files) < 2):
-        _download(fs, f"{root}/{rel}", local / rel)
+    return DatasetMeta(local)
+
+
+def _stream_url(url: str) -> tuple[Path, DatasetMeta]:
+    """A streamed dataset's mirror root (``meta/`` fetched once, plus the marker naming ``url``; the data
+    and video files stay on the server and are read by byte range, see :mod:`prf.stream`)."""
+    try:
+        import fsspec
+    except ImportError:
+        raise ImportError(f"{url!r}: streaming a dataset needs fsspec: pip install 'prf[hub]'") from None
+    url = url.rstrip("/")
+    fs, root = fsspec.core.url_to_fs(url)
+    root = root.rstrip("/")
+    local = remote_cache_dir() / (hashlib.sha1(url.encode()).hexdigest()[:16] + "-stream") / (Path(root).name or "ds")
+    if local.is_dir():  # meta/ of an earlier open: fetched again (it is small, and may have changed)
+        for f in (local / "meta").rglob("*"):
+            if f.is_file():
+                f.unlink()
+    meta = _fetch_meta(fs, root, local, url)
+    register_root(local, url)
     return local, meta
 
 
@@ -160,6 +186,7 @@ def open_dataset(
     root: str | Path | None = None,
     video_backend: str | None = None,
     image_transforms: Any = None,
+    streaming: bool = False,
 ) -> Dataset:
     """Open a LeRobot dataset (format v2.0, v2.1 or v3.0) for training.
 
@@ -185,6 +212,14 @@ def open_dataset(
         image_transforms: LeRobot's name for image transforms applied to every camera: a
             :mod:`prf.transforms` transform (on ``uint8`` frames); the result is then the view
             ``ds.with_transforms(transform=image_transforms)`` (see :meth:`prf.Dataset.with_transforms`).
+        streaming: for an fsspec URL (``https://``, ``s3://``, ``gs://``, ``hf://``...) or a Hub repo id
+            (read as ``hf://datasets/<id>@<revision>``): fetch ``meta/`` only, and read the data and
+            video files by byte range as samples need them (:mod:`prf.stream`: parquet row groups of
+            the selected episodes, each mp4's sample tables once, then the GOPs a decode needs,
+            fetched concurrently into a bounded LRU, ``PRF_STREAM_CACHE_MB``). Nothing is downloaded
+            whole. Decoding is PyAV's (``backend="pyav"``). ``ds.loader(shuffle=True)`` then draws
+            with :class:`prf.sampling.EpisodePoolSampler` (decode locality is fetch locality).
+            Ignored for a local folder.
 
     Returns:
         A :class:`prf.Dataset`; ``ds[i]`` is a dict of NumPy arrays (cameras ``uint8 [H, W, C]``,
@@ -198,6 +233,7 @@ def open_dataset(
         DeltaTimestampsError: a ``delta_timestamps`` value is off the fps grid or names no feature.
         OptionsError: ``backend`` and ``video_backend`` name different backends.
         QueryError: an ``episodes`` query fails.
+        StreamError: streaming, a file could not be fetched after retries, or changed on the server.
     """
     if video_backend is not None:
         if backend not in ("pyav", video_backend):
@@ -213,7 +249,21 @@ def open_dataset(
             episodes = resolve_episodes(source, episodes)
     episodes = None if episodes is None else [int(e) for e in episodes]
     cameras = None if cameras is None else list(cameras)
-    root, meta = _resolve(source, revision, episodes, cameras)
+    text = str(source)
+    streamed = False
+    if streaming and not Path(text).expanduser().exists() and (_URL.match(text) or _REPO_ID.match(text)):
+        if not _URL.match(text):
+            text = f"hf://datasets/{text}" + (f"@{revision}" if revision else "")
+        root, meta = _stream_url(text)
+        streamed = True
+        try:  # every selected file's version and mp4 sample tables, fetched concurrently
+            stream_warm([meta.path(f) for f in meta.files_of(episodes, cameras)])
+        except (StreamError, VideoError):
+            pass  # reported, with the file named, where the dataset opens or reads it
+        if backend != "pyav" and not isinstance(backend, DecodeBackend):
+            raise ValueError(f"{text}: a streamed dataset decodes with backend='pyav' (got {backend!r})")
+    else:
+        root, meta = _resolve(source, revision, episodes, cameras)
     meta = meta or DatasetMeta(root)
     ds = Dataset(
         meta,
@@ -224,6 +274,7 @@ def open_dataset(
         backend=backend,
         device=device,
     )
+    ds.streaming = streamed
     return ds if image_transforms is None else ds.with_transforms(transform=image_transforms)
 
 

@@ -31,6 +31,7 @@ from .format.tables import (ColumnSpec, Piece, check_schema, column_specs, deriv
                             locate_episodes, open_cached, read_in_memory, run_positions, scan_files)
 from .plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
 from .image import decode_image
+from .stream import is_remote, open_input
 from .windows import delta_indices, window_rows
 
 
@@ -611,7 +612,7 @@ class _Rows:
         if E:
             first = meta.path(table.data_files[int(self.file_of[0])])
             try:
-                schema = pq.read_schema(first)
+                schema = pq.read_schema(open_input(first))  # a streamed file: its footer by byte range
             except FileNotFoundError:
                 raise
             except (pa.ArrowException, OSError) as e:
@@ -629,6 +630,8 @@ class _Rows:
                 self._scan_v2()
             return
         mode = _cache_mode()
+        if E and is_remote(meta.path(table.data_files[int(self.file_of[0])])):
+            mode = "never"  # streamed: only the row groups of the selection, by byte range (no local copy)
         if mode == "auto":
             limit = _env_mb("PRF_ARROW_CACHE_MIN_MB", ARROW_CACHE_MIN_MB) * 2**20
             big = estimated_bytes(self.specs, int(lengths.sum())) > limit

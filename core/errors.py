@@ -171,3 +171,18 @@ __all__ = [
     "DataFrameError",
     "QueryError",
 ]
+
+
+class StreamError(PrfError):
+    """A file of a streamed dataset (``prf.open_dataset(url, streaming=True)``) could not be read:
+    the server kept failing after the retries (connection resets, 5xx), refused the request (4xx,
+    no byte-range support), or the file changed on the server since it was first read (another ETag
+    or size: never a mix of old and new bytes). The message names the URL and the byte range.
+
+    Attributes: ``url``, ``start``, ``end`` (the byte range ``[start, end)``, or ``None``), ``missing``
+    (the server says the file does not exist: HTTP 404 / 410)."""
+
+    def __init__(self, message: str, url: str = "", start: int | None = None, end: int | None = None):
+        super().__init__(message)
+        self.url, self.start, self.end = url, start, end
+        self.missing = False

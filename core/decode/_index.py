@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TimestampError, VideoError
+from ..stream import file_version, is_remote, packet_table
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ def build_index(path: str | Path) -> VideoIndex:
     import av  # the index needs only the demuxer; PyAV is a core dependency
 
     path = str(path)
+    if is_remote(path):
+        return _remote_index(path)
     try:
         with av.open(path) as container:
             if not container.streams.video:
@@ -160,6 +163,20 @@ def build_index(path: str | Path) -> VideoIndex:
     if np.any(np.diff(p) == 0):
         raise VideoError(f"{path}: two frames share a pts; the file is malformed")
     return _make_index(path, p, k, Fraction(tb), codec, width, height, pix_fmt, float(rate) if rate else 0.0)
+
+
+def _remote_index(path: str) -> VideoIndex:
+    """The index of a streamed video from its sample tables (:func:`prf.stream.packet_table`: the moov
+    is fetched, the packet payload is not)."""
+    t = packet_table(path)
+    if t.pts.size == 0:
+        raise VideoError(f"{path}: the video stream has no frames (empty or truncated file)")
+    if t.declared_frames and t.pts.size < t.declared_frames:
+        raise VideoError(f"{path}: the container declares {t.declared_frames} frames but only {t.pts.size} "
+                         f"could be read; the file is truncated or corrupt")
+    if np.any(np.diff(t.pts) == 0):
+        raise VideoError(f"{path}: two frames share a pts; the file is malformed")
+    return _make_index(path, t.pts, t.keyframe, t.time_base, t.codec, t.width, t.height, t.pix_fmt, t.average_fps)
 
 
 def _make_index(path: str, pts: np.ndarray, keyframe: np.ndarray, time_base: Fraction, codec: str, width: int,
@@ -397,25 +414,29 @@ def get_index(path: str | Path, *, persist: bool | None = None) -> VideoIndex:
         VideoError: the file is missing or cannot be demuxed.
     """
     path = str(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise VideoError(f"{path}: video file is missing") from None
-    key = _key(path, st)
+    remote = file_version(path)  # a streamed file: keyed by its URL, size and ETag
+    if remote is not None:
+        key = ("stream",) + remote
+    else:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise VideoError(f"{path}: video file is missing") from None
+        key = _key(path, st)
     idx = _MEMORY.get(key)
     if idx is not None:
         _count("memory_hits")
         return idx
     directory = _index_dir(persist)
-    file = _store_file(directory, key[0]) if directory is not None else None
+    file = _store_file(directory, key[0] if remote is None else key[1]) if directory is not None else None
     if file is not None:
         idx = _store_load(file, key, path)
     if idx is None:
         idx = build_index(path)
         _count("builds")
         if file is not None:
-            try:
-                unchanged = _key(path, os.stat(path)) == key  # not rewritten while it was demuxed
+            try:  # not rewritten while it was demuxed (a streamed file's change raises StreamError)
+                unchanged = remote is not None or _key(path, os.stat(path)) == key
             except OSError:
                 unchanged = False
             if unchanged:

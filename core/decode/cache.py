@@ -36,7 +36,8 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import PrfError, VideoError
+from ..errors import PrfError, StreamError, VideoError
+from ..stream import is_remote
 from ._base import ArrayFrames, BackendCapabilities, DecodeBackend, FrameSource
 from ._index import VideoIndex, _pid_alive, get_index
 
@@ -67,7 +68,16 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("PRF_CACHE", Path.home() / ".cache" / "prf")) / "frames"
 
 
+def _refuse_streamed(path: str | Path) -> None:
+    if is_remote(path):
+        raise StreamError(f"{path}: the decoded-frame cache (cache_dir=) is not available for a streamed "
+                          f"dataset (its videos are read by byte range); open without cache_dir, or download "
+                          f"the dataset (open_dataset(url) without streaming=True) to cache its frames")
+
+
 def _entry_name(path: str, size: tuple[int, int] | None, st: os.stat_result | None = None) -> str:
+    if st is None:
+        _refuse_streamed(path)
     st = os.stat(path) if st is None else st
     key = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{size}|v{FORMAT_VERSION}"
     return hashlib.sha1(key.encode()).hexdigest()[:24]
@@ -82,6 +92,7 @@ def video_fingerprint(path: str | Path) -> str:
     Raises:
         OSError: the file cannot be read.
     """
+    _refuse_streamed(path)
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size

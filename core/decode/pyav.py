@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import VideoError
+from ..errors import StreamError, VideoError
+from ..stream import open_input, prefetch_frames
 from ._base import BackendCapabilities, _PooledBackend
 from ._index import VideoIndex, get_index
 from ._per_thread import DEFAULT_MAX_OPEN, DEFAULT_MAX_OPEN_BYTES, decoder_bytes
@@ -51,7 +52,7 @@ class _OpenVideo:
         import av
 
         try:
-            self.container = av.open(path)
+            self.container = av.open(open_input(path, short_reads=True))  # a streamed file: by byte range
         except (av.FFmpegError, OSError) as e:
             raise VideoError(f"{path}: cannot be opened ({e})") from None
         self.stream = self.container.streams.video[0]
@@ -132,11 +133,12 @@ class PyAVBackend(_PooledBackend):
         want = np.asarray(frames, dtype=np.int64)
         if want.size == 0:
             return []
+        prefetch_frames(path, want)  # a streamed file: its GOPs fetched concurrently first (local: no-op)
         try:
             with self._decoders.use(path, lambda p: (_OpenVideo(p, self.thread_count),
                                                      decoder_bytes(index.width, index.height))) as v:
                 return self._decode_sorted(path, index, want, v)
-        except VideoError:
+        except (VideoError, StreamError):
             self._decoders.drop(path)  # the decoder's state is unknown after an error: closed
             raise
 

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from ._json import parse_json, read_jsonl, read_text
 from ._paths import format_template, safe_join
 from .episodes import Episode, Episodes, EpisodeTable, VideoRef, load_episodes_v2, load_episodes_v3
+from ..stream import is_file as _is_file  # a streamed dataset's files: on the server
 from ..errors import DataFileError, MetadataError, MissingFilesError, UnsupportedVersionError
 
 #: codebase versions prf reads. v1.x datasets must first be converted with LeRobot's own converters.
@@ -216,14 +217,14 @@ class DatasetMeta:
         bad_rows = np.zeros(len(t), dtype=bool)
         for files, of in cols:
             ids = np.unique(of[rows])
-            absent = np.array([not self.path(files[i]).is_file() for i in ids.tolist()], dtype=bool)
+            absent = np.array([not _is_file(self.path(files[i])) for i in ids.tolist()], dtype=bool)
             if absent.any():
                 missing += [self.path(files[i]) for i in ids[absent].tolist()]
                 gone = np.zeros(len(files), dtype=bool)
                 gone[ids[absent]] = True
                 # the episodes outside the selection: check their files too, to list what is present
                 others = np.setdiff1d(np.unique(of), ids)
-                gone[others] = [not self.path(files[i]).is_file() for i in others.tolist()]
+                gone[others] = [not _is_file(self.path(files[i])) for i in others.tolist()]
                 bad_rows |= gone[of]
         if missing:
             present = t.index[~bad_rows].tolist()

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import DataFileError, SchemaError
+from ..stream import open_input
 
 #: bump when the cache layout changes (old entries are then ignored and replaced).
 CACHE_FORMAT = 2
@@ -570,7 +571,8 @@ def run_positions(runs: np.ndarray, episodes: np.ndarray) -> np.ndarray:
 # ---- readers -------------------------------------------------------------------------------------------
 def _parquet(path: Path) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path, pre_buffer=True, page_checksum_verification=True)
+        return pq.ParquetFile(open_input(path), pre_buffer=True,  # a streamed file: by byte range
+                              page_checksum_verification=True)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:

@@ -34,7 +34,7 @@ from .batch_transform import BatchTransform, TransformedDataset
 from .options import DecodeOptions, ReadOptions, ShardOptions, merge_options
 from ..plan import BatchPlan, DecodedFrames, allocate, assemble, decode_tasks
 from ..errors import OptionsError, ResumeError, SamplerError
-from ..sampling import Sampler, SequentialSampler, ShuffleSampler, undelivered
+from ..sampling import EpisodePoolSampler, Sampler, SequentialSampler, ShuffleSampler, undelivered
 
 _STATE_KEYS = ("epoch", "batches_delivered", "batch_size", "seed", "sampler")
 
@@ -161,6 +161,10 @@ class Loader:
                 raise OptionsError("the dataset view already has transforms; give transforms= or the view, not both")
             dataset, transforms = dataset.dataset, dataset.transforms
         self.dataset = dataset
+        if sampler is None and self.read.shuffle and getattr(dataset, "streaming", False):
+            # a streamed dataset shuffles by episode pools: decode locality is fetch locality
+            sampler = EpisodePoolSampler(dataset, seed=self.read.seed, rank=self.shard.rank,
+                                         world_size=self.shard.world_size, drop_last=self.shard.drop_last)
         if sampler is None:
             cls = ShuffleSampler if self.read.shuffle else SequentialSampler
             sampler = cls(len(dataset), seed=self.read.seed, rank=self.shard.rank, world_size=self.shard.world_size,
