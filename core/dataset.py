@@ -29,7 +29,7 @@ from .format import INDEX_KEYS, DatasetMeta
 from .format.meta import DERIVABLE_KEYS
 from .format.tables import (ColumnSpec, Piece, check_schema, column_specs, derived_keys, estimated_bytes,
                             locate_episodes, open_cached, read_in_memory, run_positions, scan_files)
-from .plan import BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
+from .plan import item, BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
 from .image import decode_image
 from .stream import is_remote, open_input
 from .windows import delta_indices, window_rows
@@ -238,13 +238,7 @@ class Dataset:
         return self._n
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        n = len(self)
-        if not isinstance(i, (int, np.integer)):
-            raise TypeError(f"Dataset indices must be integers, got {type(i).__name__}")
-        if i < -n or i >= n:
-            raise IndexError(f"index {i} out of range for a dataset of {n} frames")
-        batch = self.get_batch(np.array([i % n], dtype=np.int64))
-        return {k: (v[0] if k == "task" else v[0, ...]) for k, v in batch.items()}
+        return item(self, i)
 
     @property
     def fps(self) -> float:

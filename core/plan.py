@@ -149,3 +149,20 @@ def assemble(plan: BatchPlan, decoded: DecodedFrames, frame_shapes: dict[str, tu
         frames = flat.reshape((B, T) + frame_shapes[key])
         out[key] = frames if req.windowed else frames[:, 0]
     return out
+
+
+def item(dataset: Any, i: int) -> dict[str, Any]:
+    """``dataset[i]``: the one-sample batch of ``dataset.get_batch`` without its batch axis (the one rule
+    for every map-style view: :class:`Dataset`, ``ds.with_transforms(...)``).
+
+    Raises:
+        TypeError: ``i`` is not an integer.
+        IndexError: ``i`` is out of range (negative indices count from the end).
+    """
+    n = len(dataset)
+    if not isinstance(i, (int, np.integer)):
+        raise TypeError(f"Dataset indices must be integers, got {type(i).__name__}")
+    if i < -n or i >= n:
+        raise IndexError(f"index {i} out of range for a dataset of {n} frames")
+    batch = dataset.get_batch(np.array([i % n], dtype=np.int64))
+    return {k: (v[0] if isinstance(v, list) else v[0, ...]) for k, v in batch.items()}

@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..plan import item
 from ..errors import OptionsError
 from .normalize import Normalizer, array_namespace, as_array_like
 
@@ -187,13 +188,7 @@ class TransformedDataset:
         return self.transforms(self.dataset.get_batch(idx), indices=idx, epoch=self.epoch)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        n = len(self)
-        if not isinstance(i, (int, np.integer)):
-            raise TypeError(f"Dataset indices must be integers, got {type(i).__name__}")
-        if i < -n or i >= n:
-            raise IndexError(f"index {i} out of range for a dataset of {n} frames")
-        batch = self.get_batch(np.array([i % n], dtype=np.int64))
-        return {k: (v[0] if isinstance(v, list) else v[0, ...]) for k, v in batch.items()}
+        return item(self, i)
 
     def loader(self, batch_size: int = 1, **kwargs: Any) -> Any:
         if "transforms" in kwargs or "transform" in kwargs or "normalize" in kwargs:
