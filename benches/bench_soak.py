@@ -47,7 +47,8 @@ def delta_timestamps(root: Path, camera: str) -> dict:
     return {camera: [-0.1, 0.0], "action": [i / fps for i in range(16)]}
 
 
-def run_config(python: str, config: str, root: Path, epochs: int, args: argparse.Namespace) -> list[dict]:
+def run_config(python: str, config: str, root: Path, epochs: int, args: argparse.Namespace,
+               on_row=None) -> list[dict]:
     dt = delta_timestamps(root, WINDOW_CAMERA.get(root.name, "observation.images.top"))
     cmd = [python, str(HERE / "_soak_runner.py"), "--config", config, "--root", str(root),
            "--delta-timestamps", json.dumps(dt), "--epochs", str(epochs), "--workers", str(args.workers),
@@ -63,6 +64,8 @@ def run_config(python: str, config: str, root: Path, epochs: int, args: argparse
             if line.startswith("PRF_SOAK "):
                 row = json.loads(line[len("PRF_SOAK "):])
                 rows.append(row)
+                if on_row is not None:  # results so far reach --out after every epoch (a long run may be cut)
+                    on_row(rows)
                 if args.verbose:
                     print(f"  {root.name} {config} epoch {row['epoch']}: rss {row['rss_mb']:.0f} MB, "
                           f"pss {row['pss_mb']:.0f} MB, {row['seconds']:.1f} s", flush=True)
@@ -106,13 +109,20 @@ def soak(args: argparse.Namespace) -> dict:
     for name in args.datasets:
         root = DATA / name
         for config in args.configs:
+            key = f"{name}/{config}"
+
+            def on_row(rows, key=key, config=config):
+                results["runs"][key] = {"rows": rows, "summary": summarize(rows, config), "partial": True}
+                if args.out:
+                    _write(args.out, results)
             if config == "lerobot":
                 if not args.lerobot_python:
                     print("lerobot: skipped (give --lerobot-python)")
                     continue
-                rows = run_config(args.lerobot_python, config, root, args.lerobot_epochs or args.epochs, args)
+                rows = run_config(args.lerobot_python, config, root, args.lerobot_epochs or args.epochs, args,
+                                  on_row)
             else:
-                rows = run_config(sys.executable, config, root, args.epochs, args)
+                rows = run_config(sys.executable, config, root, args.epochs, args, on_row)
             results["runs"][f"{name}/{config}"] = {"rows": rows, "summary": summarize(rows, config)}
             if args.out:
                 _write(args.out, results)
