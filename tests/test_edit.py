@@ -223,15 +223,21 @@ def test_kill_9_mid_edit_leaves_source_and_no_output(tmp_path, op):
         if p.poll() is None:
             p.kill()
     assert _tree_digest(src) == before
+    temps = [q for q in tmp_path.iterdir() if ".prf-tmp-" in q.name]
+    assert temps and all(q.name.startswith(".") for q in temps)  # only hidden debris, never the output name
+    assert all(f"-{p.pid}-" in q.name for q in temps)  # the killed writer's own folder
     if op == "delete":
         assert not out.exists()
+        # the next write to the same output removes the dead writer's folder (prf._atomic.sweep_stale)
+        prf.delete_episodes(src, out, [0], progress=False)
+        assert prf.DatasetMeta(out).total_episodes == 11
     else:
         assert _tree_digest(out) == out_before  # the dataset is the old one, not a mix
-        # the lock died with the process: a new append goes through
+        # the lock died with the process: a new append goes through (and sweeps the dead one's folder)
         rec = prf.append_episodes(out, src, episodes=[0], progress=False)
         assert rec["revision"] == 1 and prf.DatasetMeta(out).total_episodes == 13
-    temps = [q for q in tmp_path.iterdir() if ".prf-tmp-" in q.name]
-    assert all(q.name.startswith(".") for q in temps)  # only hidden debris, never the output name
+    # no temporary folder is left (the append's flock file .out.prf-lock stays, as lock files do)
+    assert [q for q in tmp_path.iterdir() if ".prf-tmp-" in q.name or ".prf-old-" in q.name] == []
 
 
 # ---- append: revisions and lock -----------------------------------------------------------------

@@ -44,7 +44,7 @@ def check_output(out: str | Path, sources: Iterable[DatasetMeta], *, overwrite: 
 def atomic_dir(out: Path) -> Iterator[Path]:
     """A temporary folder beside ``out``, renamed to ``out`` when the block ends without error and
     removed otherwise (an interrupt included). A ``kill -9`` leaves only the hidden temporary folder
-    (``.OUT.prf-tmp-*``), never ``out``."""
+    (``.OUT.prf-tmp-<pid>-*``, removed by the next edit to ``out`` once that process is gone), never ``out``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir_for(out)
