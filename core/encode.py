@@ -27,7 +27,7 @@ def pick_encoder(codec: str = "auto") -> str:
 
     available = av.codecs_available
     families = ["av1", "h264"] if codec == "auto" else [codec]
-    if codec in {name for names in ENCODERS.values() for name in names}:
+    if codec not in ENCODERS and codec in {name for names in ENCODERS.values() for name in names}:
         if codec in available:
             return codec  # an encoder name (as picked before) passes through
         raise WriteError(f"encoder {codec!r} is not in this PyAV build")
@@ -99,7 +99,9 @@ class VideoEncoder:
                 f"{self._stream.width}x{self._stream.height}"
             )
         for f in frames:
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format="yuv420p")
+            # rgb24 goes to the encoder as is: its codec context converts to yuv420p with one persistent
+            # swscale context (a VideoFrame.reformat per frame builds a new one each time: 4 ms a frame)
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
             vf.pts = self.count
             vf.time_base = Fraction(1, 1) / Fraction(self._fps).limit_denominator(1001)
             for packet in self._stream.encode(vf):

@@ -229,3 +229,15 @@ def test_stats_with_only_stats_json_and_a_partial_selection_warns(tmp_path):
     np.testing.assert_array_equal(got["action"]["mean"], full["action"]["mean"])
     with pytest.raises(StatsError, match="not in the dataset's selection"):
         part.stats(episodes=[3])
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 2000), top=st.integers(0, 255), seed=st.integers(0, 2**31 - 1))
+def test_uint8_exact_quantiles_are_numpys_bits(n, top, seed):
+    """The writer's camera quantiles from 256-value counts equal np.quantile over every pixel / 255."""
+    from prf.stats import QUANTILES, _uint8_exact_quantiles
+
+    frames = np.random.default_rng(seed).integers(0, top + 1, (n, 2, 3), dtype=np.uint8)
+    qs = list(QUANTILES.values())
+    ref = np.quantile(frames.reshape(-1, 3).astype(np.float64) / 255.0, qs, axis=0)
+    assert np.array_equal(_uint8_exact_quantiles(frames, qs), ref)
