@@ -49,11 +49,35 @@ def _stats(x: np.ndarray) -> dict:
             "std": x.std(0).tolist(), "count": [len(x)]}
 
 
+_QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
+
+
+def _add_episode_stats(out: dict[str, list], cols: dict[str, np.ndarray], offsets: np.ndarray,
+                       lengths: np.ndarray) -> None:
+    """Append per-episode stats rows (lists, as LeRobot's episodes table holds them) for episodes at
+    ``offsets`` (row offsets within ``cols``) with ``lengths``."""
+    for key, a in cols.items():
+        x = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+        mn, mx = np.minimum.reduceat(x, offsets), np.maximum.reduceat(x, offsets)
+        mean = np.add.reduceat(x, offsets) / lengths[:, None]
+        var = np.maximum(np.add.reduceat(x * x, offsets) / lengths[:, None] - mean**2, 0.0)
+        qs = [np.quantile(x[o:o + n], list(_QUANTILES.values()), axis=0) for o, n in zip(offsets, lengths)]
+        cols_out = {"min": mn, "max": mx, "mean": mean, "std": np.sqrt(var)}
+        for stat, v in cols_out.items():
+            out.setdefault(f"stats/{key}/{stat}", []).extend(v.tolist())
+        out.setdefault(f"stats/{key}/count", []).extend([[int(n)] for n in lengths])
+        for j, q in enumerate(_QUANTILES):
+            out.setdefault(f"stats/{key}/{q}", []).extend([qv[j].tolist() for qv in qs])
+
+
 def generate_nocam(root: Path, frames: int, *, dim: int = 14, fps: int = 30, mean_length: int = 100,
-                   rows_per_file: int = 700_000, row_group_size: int = 100_000, seed: int = 0) -> Path:
+                   rows_per_file: int = 700_000, row_group_size: int = 100_000, seed: int = 0,
+                   episode_stats: bool = False) -> Path:
     """A v3.0 dataset of about ``frames`` frames (episodes of ``mean_length`` +- 20 frames),
     ``observation.state`` and ``action`` ``float32 [dim]``, no cameras. Written to a temporary folder
-    and renamed into place (an interrupted generation leaves nothing at ``root``)."""
+    and renamed into place (an interrupted generation leaves nothing at ``root``). ``episode_stats``:
+    also the per-episode ``stats/<feature>/<stat>`` columns LeRobot writes (min, max, mean, std, count,
+    q01..q99 of every feature, index columns included), as a dataset prf or LeRobot can append to."""
     root = Path(root)
     if (root / "meta" / "info.json").is_file():
         return root
@@ -78,6 +102,7 @@ def generate_nocam(root: Path, frames: int, *, dim: int = 14, fps: int = 30, mea
         **{k: {"dtype": v["dtype"], "_type": "Value"} for k, v in _INDEX.items()}}}}
     schema = pa.schema(fields, metadata={"huggingface": json.dumps(hf)})
     sums = {k: [0.0, 0.0, None, None, 0] for k in ("observation.state", "action")}
+    ep_stats: dict[str, list] = {}
     for f in np.unique(file_of).tolist():
         eps = np.flatnonzero(file_of == f)
         lo, hi = int(starts[eps[0]]), int(starts[eps[-1]] + lengths[eps[-1]])
@@ -98,6 +123,10 @@ def generate_nocam(root: Path, frames: int, *, dim: int = 14, fps: int = 30, mea
         arrays = [pa.FixedSizeListArray.from_arrays(pa.array(cols[k].reshape(-1)), dim) for k in ("observation.state", "action")]
         arrays += [pa.array((frame / fps).astype(np.float32)), pa.array(frame), pa.array(ep_col),
                    pa.array(np.arange(lo, hi, dtype=np.int64)), pa.array(task_of[ep_col])]
+        if episode_stats:
+            named = dict(cols, timestamp=(frame / fps).astype(np.float32), frame_index=frame, episode_index=ep_col,
+                         index=np.arange(lo, hi, dtype=np.int64), task_index=task_of[ep_col])
+            _add_episode_stats(ep_stats, named, (starts[eps] - lo).astype(np.int64), lengths[eps])
         path = tmp / DATA_PATH.format(chunk_index=0, file_index=f)
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path, row_group_size=row_group_size)
@@ -109,6 +138,8 @@ def generate_nocam(root: Path, frames: int, *, dim: int = 14, fps: int = 30, mea
         "data/file_index": pa.array(file_of),
         "dataset_from_index": pa.array(starts.astype(np.int64)),
         "dataset_to_index": pa.array((starts + lengths).astype(np.int64)),
+        **{name: pa.array(v, pa.list_(pa.int64() if name.endswith("/count") else pa.float64()))
+           for name, v in ep_stats.items()},
         "meta/episodes/chunk_index": pa.array(np.zeros(n_eps, np.int64)),
         "meta/episodes/file_index": pa.array(np.zeros(n_eps, np.int64)),
     })

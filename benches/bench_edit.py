@@ -5,9 +5,9 @@ side by side in one run, on a generated v3.0 video dataset and on aloha_multicam
     python benches/bench_edit.py --lerobot-python ../.lerobot-ref-venv/bin/python [--append-frames 10000000]
 
 The generated dataset (default 2,000 episodes x 150 frames = 300k frames, one 64x64 camera in several
-mp4 shards, state/action 6-d) is written once with prf.write_lerobot_dataset into --cache-dir. The
-large dataset for the append is grown from it by prf.append_episodes until it holds --append-frames
-frames (cached too). Each operation runs once per tool (wall-clock seconds); outputs go to a temporary
+mp4 shards, state/action 6-d) is written once with prf.write_lerobot_dataset into --cache-dir. Appending
+10 episodes is timed on it and on a generated no-camera dataset of --append-frames frames with per-episode
+stats (benches/_scale_data.py, cached under ~/.cache/prf/bench). Each operation runs once per tool (wall-clock seconds); outputs go to a temporary
 folder that is removed.
 """
 
@@ -71,19 +71,25 @@ def generate(root: Path, episodes: int, length: int, codec: str = "h264") -> Pat
                                      video_codec=codec)
 
 
-def grow(big: Path, seed: Path, frames: int) -> Path:
-    """A dataset of at least ``frames`` frames: ``seed`` copied, then appended to itself."""
+def _time_append(cache: Path, base: Path, ten: Path) -> dict:
+    """Seconds to append ``ten`` to a hard-linked copy of ``base`` (the cached one stays as it is)."""
     import prf
+    from prf.edit._common import link_tree
 
-    if (big / "meta" / "info.json").is_file() and prf.DatasetMeta(big).total_frames >= frames:
-        return big
-    if big.exists():
-        shutil.rmtree(big)
-    shutil.copytree(seed, big)
-    while prf.DatasetMeta(big).total_frames < frames:
-        prf.append_episodes(big, seed, progress=False)
-        print(f"  grown to {prf.DatasetMeta(big).total_frames} frames", file=sys.stderr)
-    return big
+    target = cache / "append_target"
+    if target.exists():
+        shutil.rmtree(target)
+    t = time.perf_counter()
+    link_tree(base, target)
+    t_copy = time.perf_counter() - t
+    t = time.perf_counter()
+    rec = prf.append_episodes(target, ten, progress=False)
+    t_append = time.perf_counter() - t
+    n = prf.DatasetMeta(target).total_frames
+    shutil.rmtree(target)
+    return {"frames_before": rec["frames"][0], "episodes_before": rec["episodes"][0],
+            "appended_frames": rec["frames"][1] - rec["frames"][0], "frames_after": n, "seconds": t_append,
+            "hardlink_copy_seconds": t_copy}
 
 
 def run_prf(root: Path, out: Path, drop: int) -> dict[str, float]:
@@ -151,26 +157,19 @@ def main() -> None:
           f"{len(list((gen / 'videos').rglob('*.mp4')))} mp4 shards, {len(list((gen / 'data').rglob('*.parquet')))} "
           f"data files", file=sys.stderr)
     _compare(a, cache, "generated", gen, meta.total_episodes // 2, results)
-    # append 10 episodes to a large dataset
-    ten = cache / "ten_episodes"
-    if not ten.exists():
-        prf.subset_dataset(gen, ten, episodes=range(10), progress=False)
-    big = grow(cache / f"big_{a.append_frames}", gen, a.append_frames)
-    target = cache / "big_append_target"
-    if target.exists():
-        shutil.rmtree(target)
-    t = time.perf_counter()
-    from prf.edit._common import link_tree
+    # append 10 episodes: to the generated video dataset, and to a --append-frames no-camera dataset
+    # (benches/_scale_data.py with per-episode stats; an append never reads or rewrites existing shards,
+    # so its cost grows with episodes and files, not with the bytes of video already there)
+    from _scale_data import bench_data_dir, generate_nocam
 
-    link_tree(big, target)  # a hard-linked copy to append to, so the cached one stays as it is
-    t_copy = time.perf_counter() - t
-    t = time.perf_counter()
-    rec = prf.append_episodes(target, ten, progress=False)
-    t_append = time.perf_counter() - t
-    results["append"] = {"frames_before": rec["frames"][0], "episodes_before": rec["episodes"][0],
-                         "appended_frames": rec["frames"][1] - rec["frames"][0], "seconds": t_append,
-                         "hardlink_copy_seconds": t_copy}
-    shutil.rmtree(target)
+    big = generate_nocam(bench_data_dir() / f"nocam_{a.append_frames}_stats", a.append_frames, episode_stats=True)
+    results["append"] = {}
+    for name, base in (("generated", gen), (f"nocam_{a.append_frames}", big)):
+        ten = cache / f"ten_episodes_{name}"
+        if not ten.exists():
+            prf.subset_dataset(base, ten, episodes=range(10), progress=False)
+        results["append"][name] = _time_append(cache, base, ten)
+        print(f"append to {name}: {results['append'][name]}", file=sys.stderr, flush=True)
     results["load_average_at_end"] = os.getloadavg()
     print(json.dumps(results, indent=2))
     print("\n| dataset | operation | prf s | LeRobot s | speed-up |\n|---|---|---|---|---|")
@@ -179,9 +178,9 @@ def main() -> None:
             lr = row.get("lerobot", {}).get(op)
             print(f"| {name} | {op} | {row['prf'][op]:.2f} | {lr:.1f} | {lr / row['prf'][op]:.0f}x |" if lr else
                   f"| {name} | {op} | {row['prf'][op]:.2f} | - | - |")
-    ap = results["append"]
-    print(f"\nappend 10 episodes ({ap['appended_frames']} frames) to {ap['frames_before']} frames / "
-          f"{ap['episodes_before']} episodes: {ap['seconds']:.2f} s")
+    for name, ap in results["append"].items():
+        print(f"append 10 episodes ({ap['appended_frames']} frames) to {name} ({ap['frames_before']} frames / "
+              f"{ap['episodes_before']} episodes): {ap['seconds']:.2f} s")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
 
