@@ -102,7 +102,7 @@ def decode_limit(root: Path, episodes, max_frames: int = 4000) -> dict:
     from av.video.reformatter import VideoReformatter
 
     import prf
-    from prf.loading._malloc import tune_malloc
+    from prf.decode._malloc import tune_malloc
 
     tune_malloc()  # the same allocator settings as prf's loader, so the limit is not understated
     ds = prf.open_dataset(root, episodes=episodes)

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .decode import DecodeBackend, resolve_backend
+from .decode._malloc import note_decoded
 from .errors import DataFileError, DatasetError, MetadataError, TimestampError
 from .format import INDEX_KEYS, DatasetMeta
 from .format.meta import DERIVABLE_KEYS
@@ -294,8 +295,12 @@ class Dataset:
         """
         plan = self.plan(indices)
         decoded = DecodedFrames()
+        n_frames = 0
         for task in decode_tasks([plan], self.backend.index):
             decoded.add(task, self.decode_task(task))
+            n_frames += task.frames.size
+        if n_frames:
+            note_decoded(n_frames)  # prf.decode._malloc: bounded RSS in DataLoader worker processes
         return assemble(plan, decoded, self.frame_shapes(plan))
 
     def plan(self, indices: Sequence[int] | np.ndarray) -> BatchPlan:

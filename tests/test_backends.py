@@ -39,7 +39,7 @@ def test_torchcodec_cuda_device_passes_through():
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc only")
 def test_malloc_tuning_applies_once_and_can_be_disabled():
-    code = ("import prf.loading._malloc as m; print(m.tune_malloc(), m.tune_malloc())")
+    code = ("import prf.decode._malloc as m; print(m.tune_malloc(), m.tune_malloc())")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert on.stdout.split() == ["True", "True"]

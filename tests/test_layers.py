@@ -206,7 +206,7 @@ def test_importing_adapters_changes_nothing_process_wide():
         before = dict(os.environ)
         import prf, prf.torch, prf.mlx, prf.jax, prf.keras
         from absl import flags
-        from prf.loading import _malloc
+        from prf.decode import _malloc
         changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
         print("env", changed, "absl_parsed", flags.FLAGS.is_parsed(), "malloc", _malloc._done)
         prf.jax.map_dataset(prf.open_dataset(sys.argv[1], episodes=[0], cameras=[]), 4)

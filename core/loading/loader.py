@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from . import _backend
-from ._malloc import TRIM_EVERY_BATCHES, release_free_memory, tune_malloc
+from ..decode._malloc import TRIM_EVERY_BATCHES, release_free_memory, tune_malloc
 from ._pool import InlinePool, WorkerPool
 from .batch_transform import BatchTransform, TransformedDataset
 from .options import DecodeOptions, ReadOptions, ShardOptions, merge_options
@@ -226,7 +226,7 @@ class Loader:
 
     @property
     def _decodes(self) -> bool:
-        """Whether batches decode camera frames (then malloc is tuned and trimmed; see prf.loading._malloc)."""
+        """Whether batches decode camera frames (then malloc is tuned and trimmed; see prf.decode._malloc)."""
         return bool(getattr(self.dataset, "cameras", None))
 
     # ---- start point -----------------------------------------------------------------------------------
@@ -330,7 +330,7 @@ class Loader:
     def _pipeline(self, epoch: int, todo: list[tuple[int, np.ndarray]], seed: int, rank: int) -> Iterator[dict]:
         """The batches of ``todo`` (``(batch_no, positions)``), decoded window by window in the pool."""
         if getattr(self.dataset, "cameras", None):
-            tune_malloc()  # see prf.loading._malloc: 2.6x faster decoding of large frames on 2 threads
+            tune_malloc()  # see prf.decode._malloc: 2.6x faster decoding of large frames on 2 threads
         pool = self._pool()
         windows = self._windows(todo)
         in_flight: deque[list[Future | None]] = deque()
@@ -678,7 +678,7 @@ class LoaderIterator:
             self._stream = None
             p.done = True
             if self._loader._decodes:
-                release_free_memory()  # see prf.loading._malloc: RSS stays flat epoch after epoch
+                release_free_memory()  # see prf.decode._malloc: RSS stays flat epoch after epoch
             lo = self._loader
             lo._progress = p
             if self._generation == lo._generation:  # nobody moved the loader meanwhile: next epoch
