@@ -146,15 +146,20 @@ def _np(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return to_numpy(col)
 
 
-def _int_column(table: pa.Table, name: str, where: Path) -> np.ndarray:
+def _numeric_column(table: pa.Table, name: str, where: Path, expected: str) -> np.ndarray:
+    """Column ``name`` as NumPy: present, no nulls, integer or floating type (else MetadataError)."""
     if name not in table.column_names:
         raise MetadataError(f"{where}: the episodes table has no column {name!r} (columns: {table.column_names[:12]})")
     col = table.column(name)
     if col.null_count:
         raise MetadataError(f"{where}: column {name!r} has {col.null_count} null value(s)")
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-        raise MetadataError(f"{where}: column {name!r} has type {col.type}, expected integers")
-    arr = _np(col)
+        raise MetadataError(f"{where}: column {name!r} has type {col.type}, expected {expected}")
+    return _np(col)
+
+
+def _int_column(table: pa.Table, name: str, where: Path) -> np.ndarray:
+    arr = _numeric_column(table, name, where, "integers")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             raise MetadataError(f"{where}: column {name!r} holds non-integer values")
@@ -162,14 +167,7 @@ def _int_column(table: pa.Table, name: str, where: Path) -> np.ndarray:
 
 
 def _float_column(table: pa.Table, name: str, where: Path) -> np.ndarray:
-    if name not in table.column_names:
-        raise MetadataError(f"{where}: the episodes table has no column {name!r} (columns: {table.column_names[:12]})")
-    col = table.column(name)
-    if col.null_count:
-        raise MetadataError(f"{where}: column {name!r} has {col.null_count} null value(s)")
-    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-        raise MetadataError(f"{where}: column {name!r} has type {col.type}, expected numbers")
-    arr = _np(col).astype(np.float64)
+    arr = _numeric_column(table, name, where, "numbers").astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise MetadataError(f"{where}: column {name!r} holds NaN or infinite values")
     return arr
