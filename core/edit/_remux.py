@@ -187,7 +187,11 @@ class ShardWriter:
         return float(start)
 
     def _copy(self, pkts: list, tb: Fraction, t0: Fraction) -> None:
-        shift = round((self.offset_base(t0)) / tb)
+        self._mux_shifted(pkts, tb, round((self.offset_base(t0)) / tb))
+        self.frames += len(pkts)
+
+    def _mux_shifted(self, pkts: list, tb: Fraction, shift: int) -> None:
+        """Mux ``pkts`` (pts/dts in ``tb``) into the output stream, ``shift`` pts units later."""
         for pkt in pkts:
             pkt.pts = int(pkt.pts) + shift
             pkt.dts = int(pkt.dts) + shift if pkt.dts is not None else pkt.pts
@@ -195,7 +199,6 @@ class ShardWriter:
             pkt.stream = self.stream
             self.bytes += pkt.size
             self.container.mux(pkt)
-        self.frames += len(pkts)
 
     def offset_base(self, t0: Fraction) -> Fraction:
         """Seconds to add to a source time so that source time ``t0`` lands on the span start."""
@@ -229,13 +232,7 @@ class ShardWriter:
         pkts += cc.encode(None)
         if len(pkts) != len(frames):
             raise EditError(f"{src.path}: re-encoding frames {f0}..{f1 - 1} gave {len(pkts)} packets")
-        for pkt in pkts:
-            pkt.pts = int(pkt.pts) + base
-            pkt.dts = int(pkt.dts) + base if pkt.dts is not None else pkt.pts
-            pkt.time_base = tb
-            pkt.stream = self.stream
-            self.bytes += pkt.size
-            self.container.mux(pkt)
+        self._mux_shifted(pkts, tb, base)
         self.frames += len(frames)
         self.reencoded_frames += len(frames)
 
