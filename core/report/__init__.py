@@ -19,8 +19,8 @@ def write_report(*args: Any, **kwargs: Any):
 
 
 def write_recording(*args: Any, **kwargs: Any):
-    """See :func:`prf.report.rerun.write_recording`."""
-    from .rerun import write_recording as impl
+    """See :func:`prf.report.recording.write_recording`."""
+    from .recording import write_recording as impl
 
     return impl(*args, **kwargs)
 

@@ -54,7 +54,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
-    from .rerun import write_recording
+    from .recording import write_recording
 
     try:
         out = write_recording(args.path, args.out, episode=args.episode, spawn=args.spawn)

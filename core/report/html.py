@@ -259,7 +259,11 @@ def _dataset_report(root: Path, episodes: Iterable[int] | None, n_frames: int, d
         try:
             from ..query import score_episodes
 
-            table = score_episodes(meta, samples=4)
+            try:
+                table = score_episodes(meta, samples=4)
+            except PrfError as err:  # e.g. a camera frame off its timestamp: scores without cameras
+                parts.append(f"<p class=\"warn\">camera scores skipped: {_e(err)}</p>")
+                table = score_episodes(meta, cameras=[])
         except ImportError as e:
             parts.append(f"<p class=\"muted\">quality scores not available: {_e(e)}</p>")
         else:
@@ -363,13 +367,13 @@ def _episode_strips(root: Path, meta: Any, e: int, n_frames: int, tol: float) ->
         return ""
     note = ""
     try:
-        ds = open_dataset(root, episodes=[e], tolerance_s=tol)
-    except TimestampError:  # the report still shows frames: nearest frames within half a period
-        ds = open_dataset(root, episodes=[e], tolerance_s=0.5 / meta.fps)
-        note = (f"<p class=\"warn\">timestamps off by more than {tol:g} s: frames taken within half a "
-                f"frame period</p>")
-    pos = _frames.evenly_spaced(len(ds), n_frames)
-    try:
+        try:
+            ds = open_dataset(root, episodes=[e], tolerance_s=tol)
+        except TimestampError:  # the report still shows frames: nearest frames within half a period
+            ds = open_dataset(root, episodes=[e], tolerance_s=0.5 / meta.fps)
+            note = (f"<p class=\"warn\">timestamps off by more than {tol:g} s: frames taken within half a "
+                    f"frame period</p>")
+        pos = _frames.evenly_spaced(len(ds), n_frames)
         batch = ds.get_batch(pos)
     except PrfError as err:
         return note + f"<p class=\"bad\">frames could not be decoded: {_e(err)}</p>"
@@ -396,11 +400,12 @@ def _log_report(root: Path, n_frames: int) -> tuple[str, str]:
                         ("topics", len(df)), ("start (ns)", t0), ("end (ns)", t1),
                         ("duration (s)", f"{(t1 - t0) / 1e9:.3f}")])]
     rows = []
+    anchors = _anchors(df.topics)
     for topic in df.topics:
         entry = md.get("topics", {}).get(topic, {})
         table = df[topic]
         kind = image_kind(table)
-        rows.append([f"<a href=\"#topic-{_e(_anchor(topic))}\">{_e(topic)}</a>", entry.get("message_type", ""),
+        rows.append([f"<a href=\"#topic-{_e(anchors[topic])}\">{_e(topic)}</a>", entry.get("message_type", ""),
                      table.num_rows, len(table.column_names), kind or "numeric/other"])
     parts.append("<h2>Topics</h2><p class=\"muted\">click a column header to sort</p>")
     parts.append(_table(["topic", "message type", "messages", "columns", "kind"], rows, sortable=True,
@@ -409,7 +414,7 @@ def _log_report(root: Path, n_frames: int) -> tuple[str, str]:
         table = df[topic]
         times = df.times(topic)
         t = (times - t0) / 1e9
-        sec = [f"<section class=\"topic\" id=\"topic-{_e(_anchor(topic))}\"><h2>{_e(topic)}</h2>",
+        sec = [f"<section class=\"topic\" id=\"topic-{_e(anchors[topic])}\"><h2>{_e(topic)}</h2>",
                f"<p>{table.num_rows} messages</p>"]
         marks: list[tuple[float, float]] = []
         if t.size > 2:
@@ -452,8 +457,18 @@ def _log_report(root: Path, n_frames: int) -> tuple[str, str]:
     return f"prf report: {root.name}", "\n".join(parts)
 
 
-def _anchor(topic: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in topic).strip("-") or "topic"
+def _anchors(topics: Sequence[str]) -> dict[str, str]:
+    """A unique HTML id per topic: its letters, digits and ``_``, other characters as ``-``."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for topic in topics:
+        a = base = "".join(c if c.isalnum() or c == "_" else "-" for c in topic).strip("-") or "topic"
+        k = 2
+        while a in used:
+            a, k = f"{base}-{k}", k + 1
+        used.add(a)
+        out[topic] = a
+    return out
 
 
 def _source_text(src: Any) -> str:
