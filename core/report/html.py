@@ -27,9 +27,9 @@ period) shaded red; image topics (raw, compressed, video) as frame strips.
 Size bound per episode (or topic): each plot is one PNG at most 1100 px wide and 150 px high per row
 of panels (at most 32 panels; each series downsampled to at most 2000 points, min/max kept), at
 80 dpi; each frame a JPEG thumbnail of at most 200 x 120 px (quality 80), at most 24 frames per
-camera. Measured (tests/test_report.py): so101_wrist_v30, 8 frames: ~130 kB per episode;
-aloha_multicam_v30 (14 joints, 3 cameras): ~270 kB per episode. The bound asserted by the tests is
-:data:`MAX_EPISODE_BYTES`.
+camera. Measured with 8 frames: so101_wrist_v30 (6 joints, one 640x360 camera) ~68 kB per episode;
+aloha_multicam_v30 (14 joints, 3 cameras) ~287 kB per episode; a topic of the turtlesim log <= 62 kB.
+The bound asserted by the tests (tests/test_report.py) is :data:`MAX_EPISODE_BYTES`.
 """
 
 from __future__ import annotations
