@@ -46,8 +46,8 @@ def write_recording(path: str | Path, out: str | Path | None = None, *, episode:
         out: the ``.rrd`` file (default ``<folder name>_ep<E>.rrd``, ``<folder name>.rrd`` for a log, in
             the working directory).
         episode: the episode index (default: the first episode whose files are present).
-        spawn: also stream to a Rerun viewer started with ``rr.spawn`` (where a viewer can run; if it
-            cannot start, a warning is printed and the file is still written).
+        spawn: then open the file in the Rerun viewer (``rerun FILE``, detached; where it cannot run,
+            e.g. no display, a message says so and the file is still written).
         jpeg_quality: JPEG quality of the camera frames in the recording.
 
     Raises:
@@ -74,24 +74,50 @@ def write_recording(path: str | Path, out: str | Path | None = None, *, episode:
     rec = rr.RecordingStream(application_id="prf", recording_id=f"{root.name}" + ("" if e is None else f"-ep{e}"))
     rec.set_log_time_enabled(False)
     rec.set_log_tick_enabled(False)
-    sinks: list[Any] = [rr.FileSink(str(tmp))]
-    if spawn:
-        try:
-            rec.spawn(connect=False)
-            sinks.append(rr.GrpcSink())
-        except Exception as err:  # noqa: BLE001 - no viewer here: the file is still written
-            print(f"prf view: could not start the Rerun viewer ({err}); writing {dst} only")
-    rec.set_sinks(*sinks)
+    rec.set_sinks(rr.FileSink(str(tmp)))
     try:
-        if is_log:
-            _log_converted(rr, rec, root, jpeg_quality)
-        else:
-            _log_episode(rr, rec, root, meta, e, jpeg_quality)
-        rec.flush()
+        try:
+            if is_log:
+                _log_converted(rr, rec, root, jpeg_quality)
+            else:
+                _log_episode(rr, rec, root, meta, e, jpeg_quality)
+            rec.flush()
+        finally:
+            rec.disconnect()
+        tmp.replace(dst)
     finally:
-        rec.disconnect()
-    tmp.replace(dst)
+        tmp.unlink(missing_ok=True)
+    if spawn:
+        _open_viewer(dst)
     return dst
+
+
+def _open_viewer(rrd: Path) -> bool:
+    """Open the Rerun viewer (the ``rerun`` executable rerun-sdk installs) on ``rrd``, detached. Where it
+    cannot run (not found, no display: it exits at once) a message says so; the file stays written."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    exe = shutil.which("rerun") or shutil.which("rerun", path=str(Path(sys.executable).parent))
+    if exe is None:
+        print(f"prf view: no Rerun viewer executable found (pip install rerun-sdk); open {rrd} with `rerun {rrd}`")
+        return False
+    try:
+        proc = subprocess.Popen([exe, str(rrd)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
+    except OSError as err:
+        print(f"prf view: could not start the Rerun viewer ({err}); open {rrd} with `rerun {rrd}`")
+        return False
+    time.sleep(1.0)
+    code = proc.poll()
+    if code is not None and code != 0:
+        msg = (proc.stderr.read() or b"").decode(errors="replace").strip().splitlines()[-1:] if proc.stderr else []
+        print(f"prf view: the Rerun viewer could not run here (exit {code}{': ' + msg[0] if msg else ''}); "
+              f"{rrd} is written")
+        return False
+    return True
 
 
 def _pick_episode(meta: Any, episode: int | None) -> int:
