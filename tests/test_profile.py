@@ -130,3 +130,12 @@ def test_cli_profile_json():
     assert p["dataset"] == str(SO101)
     _check_adds_up(p)
     assert p["workers"]["decode observation.images.wrist"]["calls"] >= 1
+
+
+def test_adapter_conversion_is_a_stage():
+    pytest.importorskip("torch")
+    ds = prf.open_dataset(SO101)
+    with ds.loader(4, output="torch", num_workers=1) as lo:
+        p = lo.profile(3)
+    assert p["main"]["convert"]["calls"] == 3 and p["samples"] == 12 and p["frames_delivered"] == 12
+    _check_adds_up(p)

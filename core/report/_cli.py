@@ -2,7 +2,7 @@
 
     prf report PATH [--episodes 0,3] [--out report.html] [--frames 8]
     prf view PATH [--episode E] [--out file.rrd] [--spawn]
-    prf profile PATH [--batches N] [--batch-size B] [--num-workers W] [--json]
+    prf profile PATH [--batches N] [--batch-size B] [--num-workers W] [--output torch] [--json]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         dt = {k: [i / fps for i in range(args.window)] for k in ("action",) if k in ds0.meta.features}
     ds = open_dataset(args.path, delta_timestamps=dt, backend=args.backend)
     with ds.loader(args.batch_size, shuffle=args.shuffle, seed=0, num_workers=args.num_workers,
-                   cache_dir=args.cache_dir) as loader:
+                   cache_dir=args.cache_dir, output=args.output) as loader:
         result = loader.profile(args.batches)
     result["dataset"] = str(args.path)
     if args.json:
@@ -128,5 +128,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--shuffle", action="store_true")
     p.add_argument("--backend", default="pyav")
     p.add_argument("--cache-dir", default=None, help="serve frames from a decoded-frame cache there")
+    p.add_argument("--output", default=None, help="an adapter (torch, mlx, jax, keras): its conversion is timed "
+                   "as stage 'convert'")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_profile)
