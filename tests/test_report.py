@@ -8,7 +8,6 @@ import base64
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -307,3 +306,42 @@ def test_log_report_renders_in_headless_chromium(converted_log, tmp_path):
     out = report_html.write_report(converted_log, tmp_path / "log.html")
     r = _render(out, tmp_path / "log.png")
     _check_render(r, out, n_plots=2, n_strips=2)
+
+
+# ---- invariants (hypothesis) ------------------------------------------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from prf.report import _frames  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(3, 400), drops=st.sets(st.integers(1, 398), max_size=30), fps=st.sampled_from([10.0, 30.0, 50.0]))
+def test_dropped_frames_are_counted_exactly(n, drops, fps):
+    keep = np.array([i for i in range(n) if i not in drops or i == n - 1], dtype=np.int64)
+    ts = (keep / fps).astype(np.float32)  # stored as LeRobot stores them
+    fi = np.arange(keep.size)  # frame_index itself continuous: only the timestamps show the drops
+    removed = sum(1 for i in drops if 0 < i < n - 1)
+    _, _, gaps, dropped = report_html._timestamp_marks(ts, fi, fps, 1e-4)
+    assert dropped == removed
+    runs = np.count_nonzero(np.diff(keep) > 1)
+    assert gaps == runs
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 20000), max_points=st.integers(4, 3000))
+def test_downsample_bounds_points_and_keeps_extremes(n, max_points):
+    rng = np.random.default_rng(n)
+    t = np.arange(n, dtype=np.float64)
+    y = rng.normal(size=n)
+    tt, yy = _plots.downsample(t, y, max_points)
+    assert tt.size == yy.size <= max(max_points, 1) and (np.diff(tt) > 0).all()
+    assert yy.max() == y.max() and yy.min() == y.min()
+
+
+@given(n=st.integers(0, 5000), k=st.integers(0, 40))
+def test_evenly_spaced_frames(n, k):
+    pos = _frames.evenly_spaced(n, k)
+    assert pos.size == min(n, k, _frames.MAX_FRAMES)
+    assert (np.diff(pos) > 0).all() and (pos.size == 0 or (pos[0] == 0 and pos[-1] <= n - 1))
+    if min(n, k, _frames.MAX_FRAMES) >= 2:
+        assert pos[-1] == n - 1

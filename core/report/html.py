@@ -35,7 +35,6 @@ The bound asserted by the tests (tests/test_report.py) is :data:`MAX_EPISODE_BYT
 from __future__ import annotations
 
 import html as _html
-import json
 import os
 import tempfile
 from pathlib import Path
