@@ -38,6 +38,8 @@ from .sampling import (
 )
 from .stats import compute_stats
 from .query import score_episodes, similar, sql, validate
+from . import report
+from .report import write_recording, write_report
 from .writer import write_lerobot_dataset
 from . import edit
 from .edit import (
@@ -105,5 +107,8 @@ __all__ = [
     "score_episodes",
     "similar",
     "validate",
+    "report",
+    "write_report",
+    "write_recording",
     "__version__",
 ]

@@ -12,6 +12,7 @@
     prf edit delete|split|merge|subset|append ...   edit datasets, videos remuxed (see prf edit -h)
     prf upgrade SRC OUT               v2.0/v2.1 -> v3.0
     prf export SRC --episode E OUT    episodes as mp4 per camera + npz + metadata.json
+    prf report PATH [--episodes 0,3] [--out F.html] | prf view PATH [--episode E] [--out F.rrd] | prf profile PATH [--json]
 
 Exit codes: 0 success, 1 a prf error (bad dataset, decode failure, not a log; the message names the
 file), 2 bad usage, 3 an inconsistent dataset (``prf info --strict`` with mismatches), 4 a log
@@ -27,6 +28,7 @@ import sys
 from typing import Sequence
 
 from .errors import PrfError
+from .report._cli import add_commands as _add_report_commands
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -490,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.set_defaults(func=_cmd_cache)
     _add_query_commands(sub)
     _add_edit_commands(sub)
+    _add_report_commands(sub)  # report, view, profile (prf.report._cli)
     return p
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import _profile
 from .decode import DecodeBackend, resolve_backend
 from .decode._malloc import note_decoded
 from .errors import DataFileError, DatasetError, MetadataError, TimestampError
@@ -335,19 +336,20 @@ class Dataset:
                 plan.images[key] = functools.partial(self._decode_images, key, ep, rows, key in self.delta_indices)
             else:
                 plan.cameras[key] = self._camera_request(key, ep, rows)
-        here = self._locate(ep, pos)
-        windows: dict[bytes, tuple[Any, np.ndarray]] = {}
-        for key in self._specs:
-            if key in self.delta_indices:
-                offsets = self.delta_indices[key]
-                w = windows.get(offsets.tobytes())
-                if w is None:
-                    rows, pad = window_rows(frame, start, length, offsets)
-                    w = windows[offsets.tobytes()] = (self._locate(ep[:, None], rows), pad)
-                out[key] = self._gather(key, w[0])
-                out[f"{key}_is_pad"] = w[1]
-            else:
-                out[key] = self._gather(key, here)
+        with _profile.stage("parquet rows"):  # a no-op unless Loader.profile() runs (prf._profile)
+            here = self._locate(ep, pos)
+            windows: dict[bytes, tuple[Any, np.ndarray]] = {}
+            for key in self._specs:
+                if key in self.delta_indices:
+                    offsets = self.delta_indices[key]
+                    w = windows.get(offsets.tobytes())
+                    if w is None:
+                        rows, pad = window_rows(frame, start, length, offsets)
+                        w = windows[offsets.tobytes()] = (self._locate(ep[:, None], rows), pad)
+                    out[key] = self._gather(key, w[0])
+                    out[f"{key}_is_pad"] = w[1]
+                else:
+                    out[key] = self._gather(key, here)
         tasks = self.meta.tasks
         out["task"] = [tasks.get(int(t), "") for t in out["task_index"].reshape(pos.size, -1)[:, 0]]
         return plan

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from . import _profile
 from .decode import FrameSource, VideoIndex
 
 
@@ -139,7 +140,11 @@ def assemble(plan: BatchPlan, decoded: DecodedFrames, frame_shapes: dict[str, tu
     into ``out_arrays`` from :func:`allocate` when given)."""
     out = dict(plan.data)
     for key, decode in plan.images.items():
-        out[key] = decode()
+        with _profile.stage(f"decode {key}"):  # a no-op unless Loader.profile() runs (prf._profile)
+            out[key] = decode()
+        n = out[key].shape[0] * (out[key].shape[1] if out[key].ndim == 5 else 1)
+        _profile.count("frames_assembled", n)
+        _profile.count("frames_decoded", n)  # image-dtype cameras: every slot is decoded from its bytes
     for key, req in plan.cameras.items():
         B, T = req.shape
         flat = out_arrays[key] if out_arrays is not None else np.empty((B * T,) + frame_shapes[key], dtype=np.uint8)

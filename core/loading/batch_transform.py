@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .. import _profile
 from ..plan import item
 from ..errors import OptionsError
 from .normalize import Normalizer, array_namespace, as_array_like
@@ -119,7 +120,8 @@ class BatchTransform:
                     y = self._per_sample(t, frames, indices, epoch, cam)
                 out[cam] = y if array_namespace(x) is None else as_array_like(y, x)
         if self.normalizer is not None:
-            out = self.normalizer(out)
+            with _profile.stage("normalize"):
+                out = self.normalizer(out)
         return out
 
     def _per_sample(self, t: Any, frames: np.ndarray, indices: Any, epoch: int, cam: str) -> np.ndarray:

@@ -28,6 +28,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from . import _backend
+from .. import _profile
 from ..decode._malloc import TRIM_EVERY_BATCHES, release_free_memory, tune_malloc
 from ._pool import InlinePool, WorkerPool
 from .batch_transform import BatchTransform, TransformedDataset
@@ -338,15 +339,18 @@ class Loader:
             for _ in range(2):  # the window being delivered and the next one
                 w = next(windows, None)
                 if w is not None:
-                    in_flight.append(self._submit_window(pool, epoch, w, seed, rank))
+                    with _profile.stage("planning"):
+                        in_flight.append(self._submit_window(pool, epoch, w, seed, rank))
             while in_flight:
                 futures = in_flight[0]
                 for j, fut in enumerate(futures):
                     if j == 0:
                         w = next(windows, None)
                         if w is not None:
-                            in_flight.append(self._submit_window(pool, epoch, w, seed, rank))
-                    batch = fut.result()
+                            with _profile.stage("planning"):  # plans and submits the window (no-op unprofiled)
+                                in_flight.append(self._submit_window(pool, epoch, w, seed, rank))
+                    with _profile.stage("waiting for workers"):
+                        batch = fut.result()
                     futures[j] = None  # the batch is the caller's now
                     yield batch
                 in_flight.popleft()
@@ -378,7 +382,11 @@ class Loader:
         several iterators sharing the pool)."""
         ds = self.dataset
         transforms = self.transforms  # jobs reference no loader: an abandoned one is collected at once
+        rec = _profile.current()  # None unless Loader.profile() runs: then jobs are timed (prf._profile)
         if not hasattr(ds, "plan"):  # any object with get_batch() works, batch by batch
+            if rec is not None:
+                return [pool.submit(_profile.run_as, rec, "get_batch", _get_batch_job, ds, transforms, idx,
+                                    (seed, rank, epoch, b)) for b, idx in items]
             return [pool.submit(_get_batch_job, ds, transforms, idx, (seed, rank, epoch, b)) for b, idx in items]
         try:
             plans = [ds.plan(idx) for _, idx in items]
@@ -388,7 +396,12 @@ class Loader:
             failed: Future = Future()
             failed.set_exception(e)
             return [failed] * len(items)
-        decode_futs = [pool.submit(ds.decode_task, t) for t in tasks]
+        if rec is None:
+            decode_futs = [pool.submit(ds.decode_task, t) for t in tasks]
+        else:
+            cam_of = {path: key for p in plans for key, req in p.cameras.items() for path in req.paths}
+            decode_futs = [pool.submit(_profile.run_as, rec, f"decode {cam_of.get(t.path, '?')}", _decode_job, ds, t)
+                           for t in tasks]
         # Copy-only backends (the frame cache): batch memory from the loader's thread (see plan.allocate;
         # measured 2-3x steadier there). Decoding backends allocate in the workers (measured faster there).
         copy = _backend.copy_only(ds.backend)
@@ -396,10 +409,15 @@ class Loader:
 
         def finish_job(batch_no: int, plan: BatchPlan, shape: dict, out: dict) -> dict[str, Any]:
             decoded = DecodedFrames()
-            for t, f in zip(tasks, decode_futs):
-                decoded.add(t, f.result())
+            with _profile.stage("waiting for decode"):
+                for t, f in zip(tasks, decode_futs):
+                    decoded.add(t, f.result())
+            _profile.count("frames_assembled", plan.frame_count())
             return _apply(transforms, assemble(plan, decoded, shape, out), (seed, rank, epoch, batch_no))
 
+        if rec is not None:
+            return [pool.submit(_profile.run_as, rec, "assemble", finish_job, b, p, sh, a)
+                    for (b, _), p, sh, a in zip(items, plans, shapes, arrays)]
         return [pool.submit(finish_job, b, p, sh, a) for (b, _), p, sh, a in zip(items, plans, shapes, arrays)]
 
     def _load(self, epoch: int, batch_no: int, indices: np.ndarray, seed: int | None = None,
@@ -415,6 +433,21 @@ class Loader:
         s = self.seed if seed is None else seed
         r = self.sampler.rank if rank is None else rank
         return _apply(self.transforms, batch, (s, r, epoch, batch_no))
+
+    def profile(self, batches: int = 20, *, convert: Any = None) -> dict[str, Any]:
+        """Run ``batches`` batches of the current epoch through a new iterator with stage timers on and
+        return where the time went (the loader's position does not move; see :mod:`prf.loading.profile`
+        for the keys: per-stage seconds of the calling thread adding up to ``wall_s``, per-worker stage
+        seconds, frames decoded vs delivered, decoder/frame-cache hits, samples/s).
+
+        Args:
+            batches: how many batches to time (fewer when the epoch has fewer).
+            convert: a batch conversion to time as stage ``"convert"`` (a framework adapter's; the
+                adapters' wrapped loaders pass theirs).
+        """
+        from .profile import profile_loader
+
+        return profile_loader(self, batches, convert=convert)
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -571,7 +604,16 @@ def _apply(transforms: BatchTransform | None, batch: dict[str, Any], key: tuple)
     """The batch transform with the per-batch key ``(seed, rank, epoch, batch_no)``."""
     if transforms is None:
         return batch
-    return transforms(batch, key=tuple(int(k) for k in key))
+    with _profile.stage("transforms"):
+        return transforms(batch, key=tuple(int(k) for k in key))
+
+
+def _decode_job(ds: Any, task: Any) -> Any:
+    """``ds.decode_task(task)``, counted (the profiled path only; see Loader.profile)."""
+    frames = ds.decode_task(task)
+    _profile.count("frames_decoded", task.frames.size)
+    _profile.count("decode_tasks")
+    return frames
 
 
 def _get_batch_job(ds: Any, transforms: BatchTransform | None, indices: np.ndarray, key: tuple) -> dict[str, Any]:
@@ -678,7 +720,8 @@ class LoaderIterator:
             self._stream = None
             p.done = True
             if self._loader._decodes:
-                release_free_memory()  # see prf.decode._malloc: RSS stays flat epoch after epoch
+                with _profile.stage("release memory"):
+                    release_free_memory()  # see prf.decode._malloc: RSS stays flat epoch after epoch
             lo = self._loader
             lo._progress = p
             if self._generation == lo._generation:  # nobody moved the loader meanwhile: next epoch
@@ -689,7 +732,8 @@ class LoaderIterator:
         p.delivered += 1
         self._loader._progress = p
         if p.delivered % TRIM_EVERY_BATCHES == 0 and self._loader._decodes:
-            release_free_memory()
+            with _profile.stage("release memory"):
+                release_free_memory()
         return batch
 
     def get_state(self) -> dict[str, Any]:
@@ -741,6 +785,10 @@ class ConvertedLoader:
 
     def batch(self, epoch: int, batch_no: int) -> Any:
         return self.convert(self.inner.batch(epoch, batch_no))
+
+    def profile(self, batches: int = 20) -> dict[str, Any]:
+        """:meth:`Loader.profile` with this loader's conversion timed as stage ``"convert"``."""
+        return self.inner.profile(batches, convert=self.convert)
 
     def close(self) -> None:
         self.inner.close()
