@@ -39,6 +39,7 @@ from .sampling import (
 from .stats import compute_stats
 from .query import score_episodes, similar, sql, validate
 from .writer import write_lerobot_dataset
+from .record import record_mqtt
 from . import edit
 from .edit import (
     append_episodes,
@@ -53,6 +54,7 @@ from .edit import (
 from ._version import __version__
 
 __all__ = [
+    "record_mqtt",
     "open_dataset",
     "as_dataset",
     "resolve_source",

@@ -12,6 +12,7 @@
     prf edit delete|split|merge|subset|append ...   edit datasets, videos remuxed (see prf edit -h)
     prf upgrade SRC OUT               v2.0/v2.1 -> v3.0
     prf export SRC --episode E OUT    episodes as mp4 per camera + npz + metadata.json
+    prf record mqtt://HOST:PORT --topic T [--camera KEY=TOPIC] [--fps N] OUT   record MQTT (needs prf[record])
 
 Exit codes: 0 success, 1 a prf error (bad dataset, decode failure, not a log; the message names the
 file), 2 bad usage, 3 an inconsistent dataset (``prf info --strict`` with mismatches), 4 a log
@@ -490,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.set_defaults(func=_cmd_cache)
     _add_query_commands(sub)
     _add_edit_commands(sub)
+    from .record._cli import add_commands as _add_record_commands; _add_record_commands(sub)  # noqa: E702
     return p
 
 
