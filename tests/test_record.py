@@ -439,3 +439,117 @@ def test_record_100k_messages_at_5k_per_s(broker, tmp_path, record_property):
         warnings.warn(f"machine overloaded (load {os.getloadavg()[0]:.1f}): published at {rate:.0f} messages/s")
     else:
         assert rate >= 5000, f"the publisher reached only {rate:.0f} messages/s"
+
+
+def test_broker_restart_mid_episode_loses_no_message(broker, tmp_path):
+    """mosquitto stopped (SIGTERM: it saves its persistence file) in the middle of an episode and started
+    again on the same port with the same file: every QoS-1 message arrives, duplicates from
+    redelivery are removed by sequence id, the episode equals what was published."""
+    jpegs, pixels = test_images()
+    out = tmp_path / "ds"
+    lengths, tasks = [600, 300], ["before", "after"]
+    msgs = episode_messages(lengths, tasks, jpegs)
+    rec = start_recorder(broker, out)
+    pub = Publisher(broker)
+    restarted = {}
+
+    def between(i: int) -> None:
+        if i == 1000:  # inside episode 0
+            broker.stop()
+            time.sleep(1.0)
+            broker.start()
+            restarted["at"] = i
+
+    publish_all(pub, msgs, rate=3000, between=between)
+    assert restarted
+    wait_for(lambda: total_episodes(out) == 2, 240, "two episodes")
+    rep = stop_recorder(rec)
+    pub.close()
+    n = sum(lengths)
+    assert_balanced(rep, {t: n for t in ("/a", "/b", "/c", "/cam")})
+    for t in ("/a", "/b", "/c", "/cam"):
+        c = rep["topics"][t]
+        assert c["written"] == n and c["dropped"] == 0, (t, c)
+    assert rep["connects"] >= 2
+    check_dataset(out, lengths, tasks, pixels)
+
+
+def test_recorder_sigkill_mid_episode_then_restart(broker, tmp_path):
+    """`prf record` SIGKILLed in the middle of episode 1, messages published while it is dead, then
+    restarted: episode 0's files are unchanged and it reads the same; episode 1 (spooled part + the
+    broker's queued messages) is finished with exactly the published values."""
+    jpegs, pixels = test_images()
+    out = tmp_path / "ds"
+    lengths, tasks = [300, 400], ["first", "second"]
+    msgs = episode_messages(lengths, tasks, jpegs)
+    split = len(msgs) // 2 + 301 * 2  # start of episode 1 plus part of it
+    assert msgs[302][0] == "/ctl" or True
+    rec = start_recorder(broker, out)
+    pub = Publisher(broker)
+    first_end = next(i for i, (t, p) in enumerate(msgs) if t == "/ctl" and b"stop" in p) + 1
+    publish_all(pub, msgs[:first_end])
+    wait_for(lambda: total_episodes(out) == 1, 120, "episode 0")
+    before = tree_digest(out)
+    state0 = prf.open_dataset(out).column("observation.state")
+    split = first_end + 1 + 4 * 150  # episode 1's start and its first 150 frames
+    publish_all(pub, msgs[first_end:split])
+    spool = tmp_path / "ds.record" / "spool" / "episode-000001.spool"
+    wait_for(lambda: spool.is_file() and spool.stat().st_size > 150 * 3 * 40, 60, "episode 1 spooled")
+    time.sleep(0.5)
+    rec.send_signal(signal.SIGKILL)
+    rec.wait(30)
+    assert total_episodes(out) == 1 and spool.is_file()
+    publish_all(pub, msgs[split:split + 4 * 100])  # while the recorder is dead: queued by the broker
+    rec = start_recorder(broker, out)
+    publish_all(pub, msgs[split + 4 * 100:])
+    wait_for(lambda: total_episodes(out) == 2, 120, "episode 1")
+    rep = stop_recorder(rec)
+    pub.close()
+    assert sum(c["recovered"] for c in rep["topics"].values()) > 0
+    assert rep["balanced"]
+    check_dataset(out, lengths, tasks, pixels)
+    after = tree_digest(out)
+    for f in before:
+        if f.startswith(("data/", "videos/", "meta/episodes/")):
+            assert after.get(f) == before[f], f"{f} of episode 0 changed"
+    np.testing.assert_array_equal(prf.open_dataset(out, episodes=[0]).column("observation.state"), state0)
+    log = [json.loads(x) for x in (tmp_path / "ds.record" / "episodes.jsonl").read_text().splitlines()]
+    assert [e["dataset_episode"] for e in log] == [0, 1] and log[1].get("recovered") is True
+
+
+def test_overload_drop_counter_is_exact(broker, tmp_path):
+    """A 20-message queue that refuses at once (block_s=0) and a consumer slowed by its decoder: many
+    messages are dropped, and per topic published == received == written + dropped (+ duplicate), the
+    written ones being exactly the sequence ids in the Parquet."""
+    out = tmp_path / "ds"
+    n = 3000
+
+    def slow_json(payload: bytes) -> dict:
+        time.sleep(0.0005)
+        return json.loads(payload)
+
+    rec = prf.record.Recorder(broker.url, out, topics=["/a", "/b"], decoders={"/a": slow_json},
+                              time_field="t", seq_field="seq", fps=FPS, queue_size=20, block_s=0.0, progress=False)
+    rec.start()
+    pub = Publisher(broker)
+    t0 = _episode_t0(0)
+    msgs = []
+    for k in range(n):
+        t = grid(t0, k)
+        msgs.append(("/a", json.dumps({"t": t, "seq": k, "q": state_a(k, 0)}).encode()))
+        msgs.append(("/b", json.dumps({"t": t, "seq": k, "x": state_b(k, 0)}).encode()))
+    publish_all(pub, msgs)
+    wait_for(lambda: sum(c.received for c in rec.counts.values()) == 2 * n, 60, "every message delivered")
+    rep = rec.stop()
+    pub.close()
+    d = rep.to_dict()
+    dropped = sum(c["dropped"] for c in d["topics"].values())
+    assert dropped > 0, "the queue never overflowed: the test did not overload it"
+    conv = prf.RoboticsDataFrame.from_converted(tmp_path / "ds.record" / "episodes" / "episode-000000")
+    for t in ("/a", "/b"):
+        c = d["topics"][t]
+        assert c["received"] == n
+        assert c["written"] + c["dropped"] + c["duplicate"] + c["invalid"] + c["outside_episode"] == n, c
+        seqs = conv[t].column("seq").to_pylist()
+        assert len(seqs) == len(set(seqs)) == c["written"] and set(seqs) <= set(range(n))
+    print(f"dropped {dropped} of {2 * n}")
