@@ -9,7 +9,8 @@
 Time and sequence id: ``time_field`` names a payload field holding the message time (an integer is
 nanoseconds, a float is seconds; a ``foxglove.CompressedImage`` carries its own ``timestamp``); without
 it, or for raw JPEG/PNG bytes, the receive time is used. ``seq_field`` names a payload field with an
-integer sequence id per topic (duplicates are removed by ``(topic, sequence id)``).
+integer sequence id per topic (duplicates are removed by ``(topic, sequence id)``); with it set, a
+``foxglove.CompressedImage``'s timestamp is its sequence id (the message has no sequence field).
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ def decode_image(payload: bytes, time_field: str | None, seq_field: str | None) 
     row, t = decode_foxglove_image(payload)
     if image_format(row["data"]) is None:
         raise PayloadError(f"image data is neither JPEG nor PNG (format {row['format']!r})")
-    return row, (t if time_field is not None else None), None
+    # a CompressedImage has no sequence field: with de-duplication on, its timestamp identifies it
+    return row, (t if time_field is not None else None), (t if seq_field is not None else None)
 
 
 def protobuf_decoder(message_class: Any) -> Callable[[bytes], dict]:
