@@ -72,6 +72,8 @@ class MqttSession:
         self.connected = threading.Event()
         self._subscribed = threading.Event()
         self.last_error: str | None = None
+        self.sub_error: str | None = None
+        self.session_present = False
         self._client = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -95,7 +97,7 @@ class MqttSession:
         c.max_queued_messages_set(0)
         c.on_connect = self._connected
         c.on_disconnect = self._disconnected
-        c.on_subscribe = lambda *a, **k: self._subscribed.set()
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
@@ -106,10 +108,14 @@ class MqttSession:
         except OSError as e:
             raise RecordError(f"cannot connect to the MQTT broker {self.url} ({self.host}:{self.port}): {e}") from None
         c.loop_start()
-        if not self._subscribed.wait(timeout_s):
+        # a resumed session may deliver its queued messages before the SUBACK: the CONNACK is enough then
+        if not self.connected.wait(timeout_s) or not (self._subscribed.wait(timeout_s) or self.session_present):
             self.stop()
             raise RecordError(f"the MQTT broker {self.url} did not accept the connection/subscription within "
                               f"{timeout_s:g} s ({self.last_error or 'no answer'})")
+        if self.sub_error:
+            self.stop()
+            raise RecordError(f"the MQTT broker {self.url} refused the subscription: {self.sub_error}")
 
     def stop(self) -> None:
         """Disconnect (the broker keeps the session for ``session_expiry_s``) and end the network thread."""
@@ -139,8 +145,15 @@ class MqttSession:
             return
         self.generation += 1
         self.connects += 1
+        self.session_present = bool(getattr(flags, "session_present", False))
         self.connected.set()
         client.subscribe([(t, 1) for t in self.topics])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+        bad = [str(r) for r in reason_codes if r.is_failure]
+        if bad:
+            self.sub_error = f"{bad} for {self.topics}"
+        self._subscribed.set()
 
     def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         self.connected.clear()

@@ -134,11 +134,12 @@ class RecordReport:
 
 
 class _Episode:
-    __slots__ = ("seq", "task", "rows", "spool", "recovered")
+    __slots__ = ("seq", "task", "rows", "spool", "recovered", "t_start", "t_end")
 
     def __init__(self, seq: int, task: str, rows: dict[str, TopicRows], spool: SpoolWriter | None):
         self.seq, self.task, self.rows, self.spool = seq, task, rows, spool
         self.recovered = False
+        self.t_start, self.t_end = time.time(), None
 
 
 def _dataset_episodes(root: Path) -> int:
@@ -413,7 +414,7 @@ class Recorder:
             ep, self._episode = self._episode, None
             ep.spool.close(arg)  # type: ignore[union-attr]
             ep.spool = None
-            ep.task = ep.task
+            ep.t_end = time.time()
             with self._writer_cv:
                 self._writer_q.append(ep)
                 self._writer_cv.notify_all()
@@ -442,6 +443,8 @@ class Recorder:
                                  "dataset_episode": None, "frames": 0, "error": None}
         if reason:
             entry["ended"] = reason
+        # wall-clock times (s) the episode began and ended in the consumer (not the message times)
+        entry["recorded_from"], entry["recorded_to"] = ep.t_start, ep.t_end
         if ep.recovered:
             entry["recovered"] = True
         if sum(n_rows.values()) == 0:
@@ -565,14 +568,14 @@ class Recorder:
     def run(self, duration_s: float | None = None, until: Callable[[], bool] | None = None,
             handle_signals: bool = True) -> RecordReport:
         """Record until SIGINT/SIGTERM, ``duration_s`` seconds, or ``until()`` returns true; returns the report."""
-        if self._session is None:
-            self.start()
         stop = threading.Event()
         old = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 old[sig] = signal.signal(sig, lambda *_: stop.set())
         try:
+            if self._session is None:
+                self.start()
             t_end = None if duration_s is None else time.monotonic() + duration_s
             prev, t_prev = None, time.monotonic()
             while not stop.is_set() and self._error is None:
@@ -627,5 +630,4 @@ def record_mqtt(url: str, out: str | Path, *, topics: Iterable[str], duration_s:
             a failure while recording (finished episodes stay in ``out``).
     """
     rec = Recorder(url, out, topics=topics, **options)
-    rec.start()
     return rec.run(duration_s=duration_s, until=until, handle_signals=handle_signals)
