@@ -60,7 +60,8 @@ def _free_port() -> int:
 
 
 class Broker:
-    """mosquitto on 127.0.0.1:PORT with persistence in ``dir``; restartable on the same port and file."""
+    """mosquitto on 127.0.0.1:PORT with persistence in ``dir`` (written when it is stopped with SIGTERM;
+    no periodic autosave, which rewrites the whole queue each time); restartable on the same port and file."""
 
     def __init__(self, d: Path):
         assert MOSQUITTO, "mosquitto is not installed (.ci/run installs it)"
@@ -70,7 +71,7 @@ class Broker:
         self.conf.write_text(
             # as root, mosquitto would switch to the user "mosquitto", who cannot write into tmp_path
             f"listener {self.port} 127.0.0.1\nuser {getpass.getuser()}\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {self.dir}/\nautosave_interval 1\nmax_queued_messages 0\n"
+            f"persistence_location {self.dir}/\nmax_queued_messages 0\n"
             f"max_queued_bytes 0\nmax_inflight_messages 0\nlog_dest file {self.dir}/mosquitto.log\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\nlog_type subscribe\n")
         self.proc: subprocess.Popen | None = None
@@ -136,7 +137,7 @@ class Publisher:
         self.sent += 1
 
     def wait_acked(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max(timeout, self.sent / 500)
         while self.acked < self.sent:
             assert time.monotonic() < deadline, f"only {self.acked} of {self.sent} publishes acknowledged"
             time.sleep(0.02)
@@ -306,14 +307,14 @@ def start_recorder(broker: Broker, out: Path, *extra: str, camera: bool = True) 
     return p
 
 
-def _wait_subscribed(broker: Broker, p: subprocess.Popen, timeout: float = 30) -> None:
+def _wait_subscribed(broker: Broker, p: subprocess.Popen, timeout: float = 30, pattern: str = "/ctl") -> None:
     """Until the recorder's session is subscribed (the broker logs each subscription)."""
     log = broker.dir / "mosquitto.log"
     deadline = time.monotonic() + timeout
-    n0 = log.read_text().count("/ctl") if log.is_file() else 0
+    n0 = log.read_text().count(pattern) if log.is_file() else 0
     while time.monotonic() < deadline:
         assert p.poll() is None, p.communicate()[1][-3000:]
-        if log.is_file() and log.read_text().count("/ctl") > n0:
+        if log.is_file() and log.read_text().count(pattern) > n0:
             return
         time.sleep(0.05)
     raise AssertionError("the recorder did not subscribe")
@@ -553,3 +554,35 @@ def test_overload_drop_counter_is_exact(broker, tmp_path):
         seqs = conv[t].column("seq").to_pylist()
         assert len(seqs) == len(set(seqs)) == c["written"] and set(seqs) <= set(range(n))
     print(f"dropped {dropped} of {2 * n}")
+
+
+def test_sigterm_mid_episode_finishes_it_and_idle_gap_splits(broker, tmp_path):
+    """No control topic: episodes split by a 1 s idle gap (receive times, raw JPEG camera bytes); SIGTERM
+    in the middle of the second episode finishes and writes it."""
+    jpegs, _ = test_images()
+    out = tmp_path / "ds"
+    cmd = [*PRF, "record", broker.url, str(out), "--topic", "/a", "--camera", "front=/cam", "--idle-gap", "1",
+           "--fps", "10", "--task", "idle", "--seq-field", "seq", "--json"]
+    rec = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_subscribed(broker, rec, pattern="/cam")
+    pub = Publisher(broker)
+
+    def burst(first: int, n: int) -> None:
+        publish_all(pub, [m for k in range(first, first + n) for m in (
+            ("/a", json.dumps({"seq": k, "q": [k, -k]}).encode()), ("/cam", jpegs[k % len(jpegs)]))], rate=40)
+
+    burst(0, 30)
+    wait_for(lambda: total_episodes(out) == 1, 60, "the idle gap to end episode 0")
+    burst(30, 30)
+    time.sleep(0.5)  # delivered, and less than the idle gap
+    rep = stop_recorder(rec)  # SIGTERM inside episode 1
+    pub.close()
+    assert rep["balanced"] and rep["episodes_written"] == 2
+    assert [e["ended"] for e in rep["episodes"]] == ["idle", "shutdown"]
+    assert rep["topics"]["/a"]["written"] == rep["topics"]["/cam"]["written"] == 60
+    ds = prf.open_dataset(out)
+    # 30 frames at 20 per s: about 1.5 s, about 15 frames on the 10 fps grid
+    assert ds.meta.total_episodes == 2 and all(10 <= n <= 20 for n in ds.episode_lengths), list(ds.episode_lengths)
+    st = ds.column("observation.state")
+    e0 = st[: ds.episode_lengths[0]]
+    assert (e0[:, 0] >= 0).all() and (e0[:, 0] <= 29).all() and (st[ds.episode_lengths[0]:, 0] >= 30).all()

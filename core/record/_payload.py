@@ -8,7 +8,9 @@
 
 Time and sequence id: ``time_field`` names a payload field holding the message time (an integer is
 nanoseconds, a float is seconds; a ``foxglove.CompressedImage`` carries its own ``timestamp``); without
-it, or for raw JPEG/PNG bytes, the receive time is used. ``seq_field`` names a payload field with an
+it, or for raw JPEG/PNG bytes, the receive time is used (raw image bytes carry no time: record them
+without ``time_field``, or with payload times on the same clock as the receive time, else the camera
+and the other topics do not overlap in time and the episode cannot be resampled). ``seq_field`` names a payload field with an
 integer sequence id per topic (duplicates are removed by ``(topic, sequence id)``); with it set, a
 ``foxglove.CompressedImage``'s timestamp is its sequence id (the message has no sequence field).
 """

@@ -168,7 +168,7 @@ class Recorder:
             raise RecordError(f"fps must be a positive integer, got {fps!r}")
         self.url, self.out = url, Path(out).absolute()
         self.state_topics = list(dict.fromkeys(topics))
-        self.action_topics = [t for t in dict.fromkeys(actions) if t not in self.state_topics]
+        self.action_topics = list(dict.fromkeys(actions))
         self.cameras = {(k if "." in k else f"observation.images.{k}"): v for k, v in (cameras or {}).items()}
         if not self.state_topics:
             raise RecordError("record needs at least one state topic (--topic)")
@@ -549,7 +549,7 @@ class Recorder:
         return RecordReport(
             url=self.url, out=str(self.out), record_dir=str(self.record_dir),
             topics={t: TopicCounts(**asdict(c)) for t, c in self.counts.items()},
-            episodes=[dict(e) for e in self._episodes_log if e.get("run_local", True)],
+            episodes=[dict(e) for e in self._episodes_log],
             control=dict(self.control_counts), connects=s.connects if s else 0, disconnects=s.disconnects if s else 0,
             queue_high_water=self._queue.high_water, elapsed_s=time.monotonic() - self._t0)
 
