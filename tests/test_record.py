@@ -569,7 +569,7 @@ def test_sigterm_mid_episode_finishes_it_and_idle_gap_splits(broker, tmp_path):
 
     def burst(first: int, n: int) -> None:
         publish_all(pub, [m for k in range(first, first + n) for m in (
-            ("/a", json.dumps({"seq": k, "q": [k, -k]}).encode()), ("/cam", jpegs[k % len(jpegs)]))], rate=40)
+            ("/a", json.dumps({"seq": k, "q": [k, -k]}).encode()), ("/cam", jpegs[k % len(jpegs)]))], between=lambda i: time.sleep(0.025))
 
     burst(0, 30)
     wait_for(lambda: total_episodes(out) == 1, 60, "the idle gap to end episode 0")

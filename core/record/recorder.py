@@ -134,12 +134,13 @@ class RecordReport:
 
 
 class _Episode:
-    __slots__ = ("seq", "task", "rows", "spool", "recovered", "t_start", "t_end")
+    __slots__ = ("seq", "task", "rows", "spool", "recovered", "t_start", "t_end", "reason")
 
     def __init__(self, seq: int, task: str, rows: dict[str, TopicRows], spool: SpoolWriter | None):
         self.seq, self.task, self.rows, self.spool = seq, task, rows, spool
         self.recovered = False
         self.t_start, self.t_end = time.time(), None
+        self.reason = ""
 
 
 def _dataset_episodes(root: Path) -> int:
@@ -414,7 +415,7 @@ class Recorder:
             ep, self._episode = self._episode, None
             ep.spool.close(arg)  # type: ignore[union-attr]
             ep.spool = None
-            ep.t_end = time.time()
+            ep.t_end, ep.reason = time.time(), arg
             with self._writer_cv:
                 self._writer_q.append(ep)
                 self._writer_cv.notify_all()
@@ -441,8 +442,9 @@ class Recorder:
         folder = self.record_dir / "episodes" / f"episode-{ep.seq:06d}"
         entry: dict[str, Any] = {"episode": ep.seq, "task": ep.task, "messages": n_rows, "parquet": str(folder),
                                  "dataset_episode": None, "frames": 0, "error": None}
-        if reason:
-            entry["ended"] = reason
+        # why it ended: control (stop message), idle (gap), restarted (a start during it), shutdown
+        # (SIGINT/SIGTERM/stop()), or the reason spooled by a killed recorder
+        entry["ended"] = ep.reason or reason
         # wall-clock times (s) the episode began and ended in the consumer (not the message times)
         entry["recorded_from"], entry["recorded_to"] = ep.t_start, ep.t_end
         if ep.recovered:
