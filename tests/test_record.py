@@ -586,3 +586,70 @@ def test_sigterm_mid_episode_finishes_it_and_idle_gap_splits(broker, tmp_path):
     st = ds.column("observation.state")
     e0 = st[: ds.episode_lengths[0]]
     assert (e0[:, 0] >= 0).all() and (e0[:, 0] <= 29).all() and (st[ds.episode_lengths[0]:, 0] >= 30).all()
+
+
+def _joint_class():
+    """A protobuf message class ``test.Joint {int64 t = 1; int64 seq = 2; repeated double q = 3}``,
+    built at run time (no generated code)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    fdp = descriptor_pb2.FileDescriptorProto(name="prf_test_joint.proto", package="prftest", syntax="proto3")
+    m = fdp.message_type.add(name="Joint")
+    F = descriptor_pb2.FieldDescriptorProto
+    m.field.add(name="t", number=1, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    m.field.add(name="seq", number=2, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    m.field.add(name="q", number=3, type=F.TYPE_DOUBLE, label=F.LABEL_REPEATED)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("prftest.Joint"))
+
+
+def test_protobuf_topic_and_spools_left_by_a_killed_recorder(broker, tmp_path):
+    """A protobuf state topic (prf.record.protobuf_decoder); then the restart rule for spools a killed
+    recorder left: an episode whose end was spooled is written at start-up, and one already appended
+    to OUT before the kill (its log line missing) is not appended twice."""
+    Joint = _joint_class()
+    out = tmp_path / "ds"
+    opts = dict(topics=["/j"], decoders={"/j": prf.record.protobuf_decoder(Joint)}, control_topic="/ctl",
+                time_field="t", seq_field="seq", fps=FPS, progress=False)
+
+    def joint(e: int, k: int, seq: int) -> bytes:
+        return Joint(t=grid(_episode_t0(e), k), seq=seq, q=state_a(k, e)).SerializeToString()
+
+    rec = prf.record.Recorder(broker.url, out, **opts).start()
+    pub = Publisher(broker)
+    publish_all(pub, [("/ctl", b"start: proto")] + [("/j", joint(0, k, k)) for k in range(50)] + [("/ctl", b"stop")])
+    wait_for(lambda: total_episodes(out) == 1, 60, "episode 0")
+    rec.stop()
+    pub.close()
+    np.testing.assert_array_equal(prf.open_dataset(out).column("observation.state"),
+                                  np.array([state_a(k, 0) for k in range(50)], np.float32))
+    # a spool a recorder killed after spooling the stop (before writing the episode) would leave
+    from prf.record._spool import MESSAGE, SpoolWriter
+
+    spool = tmp_path / "ds.record" / "spool" / "episode-000001.spool"
+    w = SpoolWriter(spool, "from the spool")
+    for k in range(40):
+        w.record(MESSAGE, "/j", time.time_ns(), joint(1, k, 50 + k))
+    w.record(MESSAGE, "/j", time.time_ns(), joint(1, 0, 50))  # a duplicate (same seq)
+    w.close("control")
+    rec = prf.record.Recorder(broker.url, out, **opts).start()  # finishes it before subscribing
+    assert total_episodes(out) == 2
+    rep = rec.stop().to_dict()
+    assert rep["topics"]["/j"]["recovered"] == 41 and rep["topics"]["/j"]["duplicate"] == 1 and rep["balanced"]
+    ds = prf.open_dataset(out, episodes=[1])
+    np.testing.assert_array_equal(ds.column("observation.state"), np.array([state_a(k, 1) for k in range(40)], np.float32))
+    assert ds.get_batch([0])["task"] == ["from the spool"]
+    # killed after the append, before the log line: the spool is back, the line gone -> not appended again
+    log = tmp_path / "ds.record" / "episodes.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines[:-1]) + "\n")
+    w = SpoolWriter(spool, "from the spool")
+    for k in range(40):
+        w.record(MESSAGE, "/j", time.time_ns(), joint(1, k, 50 + k))
+    w.close("control")
+    digest = tree_digest(out)
+    rec = prf.record.Recorder(broker.url, out, **opts).start()
+    rec.stop()
+    assert tree_digest(out) == digest and total_episodes(out) == 2 and not spool.exists()
+    assert [json.loads(x)["dataset_episode"] for x in log.read_text().splitlines()] == [0, 1]

@@ -280,10 +280,15 @@ class Recorder:
             return
         import pyarrow.parquet as pq
 
+        logged = {int(e["episode"]) for e in self._episodes_log}
         for folder in sorted((self.record_dir / "episodes").glob("episode-*")):
             meta_p = folder / "metadata.json"
-            if not meta_p.is_file():
+            try:
+                seq = int(folder.name.split("-")[1])
+            except (IndexError, ValueError):
                 continue
+            if seq not in logged or not meta_p.is_file():
+                continue  # an episode whose spool is still there is finished again from it (see _recover)
             meta = json.loads(meta_p.read_text())
             for topic, entry in meta.get("topics", {}).items():
                 f = entry.get("file")
