@@ -3,7 +3,6 @@ the spool's torn-tail rule, and the fps grid the episodes are resampled onto."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
