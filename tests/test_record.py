@@ -355,7 +355,7 @@ def assert_balanced(report: dict, published: dict[str, int]) -> None:
 
 # ---- tests -------------------------------------------------------------------------------------------
 def test_record_small_in_process(broker, tmp_path):
-    """record_mqtt in this process: two episodes by control topic, JPEG bytes as a camera, then the
+    """record_mqtt in this process: two episodes by control topic, a foxglove.CompressedImage camera; the
     per-topic Parquet of each episode is the prf convert layout with every published message."""
     jpegs, pixels = test_images()
     out = tmp_path / "ds"
