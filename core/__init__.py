@@ -41,6 +41,7 @@ from .query import score_episodes, similar, sql, validate
 from . import report
 from .report import write_recording, write_report
 from .writer import write_lerobot_dataset
+from .record import record_mqtt
 from . import edit
 from .edit import (
     append_episodes,
@@ -55,6 +56,7 @@ from .edit import (
 from ._version import __version__
 
 __all__ = [
+    "record_mqtt",
     "open_dataset",
     "as_dataset",
     "resolve_source",

@@ -13,6 +13,7 @@
     prf upgrade SRC OUT               v2.0/v2.1 -> v3.0
     prf export SRC --episode E OUT    episodes as mp4 per camera + npz + metadata.json
     prf report PATH [--episodes 0,3] [--out F.html] | prf view PATH [--episode E] [--out F.rrd] | prf profile PATH [--json]
+    prf record mqtt://HOST:PORT --topic T [--camera KEY=TOPIC] [--fps N] OUT   record MQTT (needs prf[record])
 
 Exit codes: 0 success, 1 a prf error (bad dataset, decode failure, not a log; the message names the
 file), 2 bad usage, 3 an inconsistent dataset (``prf info --strict`` with mismatches), 4 a log
@@ -493,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query_commands(sub)
     _add_edit_commands(sub)
     _add_report_commands(sub)  # report, view, profile (prf.report._cli)
+    from .record._cli import add_commands as _add_record_commands; _add_record_commands(sub)  # noqa: E702
     return p
 
 

@@ -130,6 +130,12 @@ class DataFrameError(PrfError, ValueError):
     period or tolerance) or data it cannot work on."""
 
 
+class RecordError(PrfError):
+    """Recording from a message broker (``prf.record_mqtt``, ``prf record``) cannot start or go on: a
+    bad broker URL or option, the broker unreachable at start, the recorder's folder locked by another
+    recorder, a spool file that is not prf's. The message names the broker, topic or file."""
+
+
 class QueryError(PrfError, ValueError):
     """A SQL query over a dataset (``prf.sql``, ``prf query``, ``open_dataset(episodes="SELECT ...")``)
     failed; the message is DuckDB's, prefixed with the dataset(s) queried. ``duckdb_message`` holds
@@ -170,6 +176,7 @@ __all__ = [
     "LogReadError",
     "DataFrameError",
     "QueryError",
+    "RecordError",
 ]
 
 

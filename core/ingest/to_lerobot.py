@@ -126,7 +126,8 @@ def _names(table: pa.Table, col: str, k: int) -> list[str]:
 def _episode_grids(t0: int, t1: int, fps: int, split: Any) -> list[np.ndarray]:
     def grid(a: int, b: int) -> np.ndarray:
         """Frame times from ``a`` while ``<= b`` (both ns): ``a + floor(k * 1e9 / fps)``."""
-        n = (b - a) * fps // 10**9 + 1 if b >= a else 0
+        # k frames with floor(k * 1e9 / fps) <= b - a, i.e. k * 1e9 < (b - a + 1) * fps
+        n = -(-(b - a + 1) * fps // 10**9) if b >= a else 0
         return a + (np.arange(n, dtype=np.int64) * 10**9) // fps
 
     if split is None:
