@@ -29,6 +29,7 @@ import sys
 from typing import Sequence
 
 from .errors import PrfError
+from .record._cli import add_commands as _add_record_commands
 from .report._cli import add_commands as _add_report_commands
 
 
@@ -494,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query_commands(sub)
     _add_edit_commands(sub)
     _add_report_commands(sub)  # report, view, profile (prf.report._cli)
-    from .record._cli import add_commands as _add_record_commands; _add_record_commands(sub)  # noqa: E702
+    _add_record_commands(sub)  # record (prf.record._cli)
     return p
 
 
