@@ -26,6 +26,7 @@ from .loading import transforms
 from .loading import BatchTransform, DecodeOptions, Loader, LoaderIterator, ReadOptions, ShardOptions
 from .loading.normalize import Normalizer
 from .sampling import (
+    CurriculumSampler,
     EpisodeChunkSampler,
     EpisodePoolSampler,
     FilteredSampler,
@@ -83,6 +84,7 @@ __all__ = [
     "EpisodeChunkSampler",
     "EpisodePoolSampler",
     "WeightedSampler",
+    "CurriculumSampler",
     "select_episodes",
     "train_val_split",
     "compute_stats",

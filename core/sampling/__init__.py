@@ -4,6 +4,7 @@ Every sampler's order is a pure function of those four values and of the dataset
 and resumes exactly from its ``state_dict()``.
 """
 
+from .curriculum import CurriculumSampler
 from .samplers import (
     EpisodeChunkSampler,
     EpisodePoolSampler,
@@ -19,6 +20,6 @@ from .samplers import (
     undelivered,
 )
 
-__all__ = ["EpisodeChunkSampler", "EpisodePoolSampler", "FilteredSampler", "Sampler", "SequentialSampler",
+__all__ = ["CurriculumSampler", "EpisodeChunkSampler", "EpisodePoolSampler", "FilteredSampler", "Sampler", "SequentialSampler",
            "ShuffleSampler", "WeightedSampler", "default_rank_world_size", "distinct_episodes_per_batch",
            "select_episodes", "train_val_split", "undelivered"]

@@ -15,6 +15,8 @@ Samplers (all share that sharding and the ``set_epoch`` / ``state_dict`` / ``loa
   table, or one side of :func:`train_val_split`), in order or shuffled.
 - :class:`EpisodeChunkSampler`: contiguous in-episode chunks of ``chunk_size`` frames, shuffled as units.
 - :class:`WeightedSampler`: draws with probabilities from per-episode, per-task or per-frame weights.
+- :class:`prf.sampling.CurriculumSampler` (:mod:`prf.sampling.curriculum`): the frames of the easiest
+  episodes by a score, the pool growing to all episodes as epochs advance.
 """
 
 from __future__ import annotations
