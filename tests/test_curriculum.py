@@ -199,16 +199,46 @@ def test_state_dict_refuses_other_scores_or_schedule():
     assert b.epoch == 1 and len(b) == len(a)
 
 
+@settings(max_examples=60, deadline=None)
+@given(setup=setups(), num_samples=st.integers(1, 120), seed=st.integers(0, 1000), epoch=st.integers(0, 6),
+       shuffle=st.booleans())
+def test_num_samples_fixes_the_epoch_length_with_repeated_pool_orders(setup, num_samples, seed, epoch, shuffle):
+    ds, scores, start, warmup, easy = setup
+    s = make(ds, scores, start, warmup, easy, seed=seed, num_samples=num_samples, shuffle=shuffle)
+    free = make(ds, scores, start, warmup, easy, seed=seed, shuffle=shuffle)
+    order = s.global_order(epoch)
+    pool = np.sort(frames_of(ds, s.pool(epoch)))
+    assert order.size == num_samples and s.epoch_samples(epoch) == num_samples
+    s.set_epoch(epoch)
+    assert len(s) == num_samples
+    p = pool.size
+    for i in range(0, num_samples, p):  # each repetition is the pool once (the last one cut)
+        part = order[i:i + p]
+        assert np.unique(part).size == part.size and np.isin(part, pool).all()
+    m = min(p, num_samples)
+    np.testing.assert_array_equal(order[:m], free.global_order(epoch)[:m])  # the first repetition is the free order
+    if not shuffle and num_samples > p:
+        np.testing.assert_array_equal(order[p:2 * p], order[:min(p, num_samples - p)] if num_samples < 2 * p
+                                      else order[:p])
+    with pytest.raises(SamplerError, match="num_samples"):
+        make(ds, scores, start, warmup, easy, num_samples=0)
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(setup=setups(), world_size=st.integers(1, 3), data=st.data(), batch_size=st.integers(1, 6),
-       workers=st.integers(0, 2), seed=st.integers(0, 1000), drop_last=st.booleans(), epochs=st.integers(1, 4))
+       workers=st.integers(0, 2), seed=st.integers(0, 1000), drop_last=st.booleans(), epochs=st.integers(1, 4),
+       num_samples=st.one_of(st.none(), st.integers(1, 60)))
 def test_resume_at_any_batch_equals_uninterrupted(setup, world_size, data, batch_size, workers, seed, drop_last,
-                                                  epochs):
+                                                  epochs, num_samples):
     ds, scores, start, warmup, easy = setup
     rank = data.draw(st.integers(0, world_size - 1), label="rank")
 
+    def make_s():
+        return make(ds, scores, start, warmup, easy, seed=seed, rank=rank, world_size=world_size,
+                    num_samples=num_samples)
+
     def new_loader(w):
-        s = make(ds, scores, start, warmup, easy, seed=seed, rank=rank, world_size=world_size)
+        s = make_s()
         return prf.Loader(ds, batch_size, sampler=s, num_workers=w, prefetch=2, drop_last=drop_last, seed=seed)
 
     ref = new_loader(0)
@@ -233,7 +263,31 @@ def test_resume_at_any_batch_equals_uninterrupted(setup, world_size, data, batch
     at = 0
     for e, n in enumerate(lens):
         got = np.concatenate([bt["index"] for bt in full[at:at + n]])
-        ref_s = make(ds, scores, start, warmup, easy, seed=seed, rank=rank, world_size=world_size)
-        want = ref_s.indices(e)
+        want = make_s().indices(e)
         np.testing.assert_array_equal(got, want[: got.size])
         at += n
+
+
+def test_adapters_that_need_one_epoch_length_refuse_a_growing_curriculum():
+    """Grain's index space is ``epoch * len + i``: a growing curriculum would be cut silently, so prf.jax
+    refuses it (naming num_samples=), and takes it with a fixed num_samples, in the Loader's order."""
+    from prf.sampling import require_fixed_length
+
+    ds = FakeDataset([5] * 6)
+    growing = prf.CurriculumSampler(ds, list(range(6)), start=0.5, warmup_epochs=2)
+    assert not growing.fixed_length
+    assert prf.CurriculumSampler(ds, list(range(6)), start=1.0).fixed_length
+    with pytest.raises(SamplerError, match="num_samples=N"):
+        require_fixed_length(growing, "x")
+    pytest.importorskip("grain")
+    import prf.jax as pj
+
+    real = prf.open_dataset(dataset_path("so101_wrist_v30"), cameras=[])
+    with pytest.raises(SamplerError, match="prf.jax"):
+        pj.map_dataset(real, sampler=prf.CurriculumSampler(real, "length", start=0.5, warmup_epochs=2))
+    fixed = prf.CurriculumSampler(real, "length", start=0.5, warmup_epochs=2, num_samples=40, seed=2)
+    md = pj.map_dataset(real, sampler=fixed)
+    assert len(md) == 40
+    got = [int(md[i]["index"]) for i in range(80)]  # epochs 0 and 1 (.repeat() semantics: index e * len + i)
+    want = np.concatenate([fixed.indices(0), fixed.indices(1)])
+    np.testing.assert_array_equal(got, real.get_batch(want)["index"])

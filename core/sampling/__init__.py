@@ -15,11 +15,12 @@ from .samplers import (
     WeightedSampler,
     default_rank_world_size,
     distinct_episodes_per_batch,
+    require_fixed_length,
     select_episodes,
     train_val_split,
     undelivered,
 )
 
 __all__ = ["CurriculumSampler", "EpisodeChunkSampler", "EpisodePoolSampler", "FilteredSampler", "Sampler", "SequentialSampler",
-           "ShuffleSampler", "WeightedSampler", "default_rank_world_size", "distinct_episodes_per_batch",
+           "ShuffleSampler", "WeightedSampler", "default_rank_world_size", "distinct_episodes_per_batch", "require_fixed_length",
            "select_episodes", "train_val_split", "undelivered"]

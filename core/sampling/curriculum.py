@@ -40,10 +40,15 @@ class CurriculumSampler(Sampler):
 
     ``len(sampler)`` is this rank's share of the *current* epoch's pool (it grows with the epoch, so
     ``len(loader)`` does too); ``num_samples`` is the number of selected frames (the pool from
-    ``warmup_epochs`` on). Sharding is strided as :class:`prf.sampling.Sampler`'s (padding by
+    ``warmup_epochs`` on). With ``num_samples=N`` every epoch has ``N`` positions instead (for
+    frameworks that assume one epoch length, e.g. Grain through :mod:`prf.jax`): the pool's order
+    above repeated, each repetition drawn anew from the same generator (with ``shuffle=False`` the
+    same rank order again), cut at ``N``; then a frame can be on two ranks or twice on one when ``N``
+    exceeds the pool's frames. Sharding is strided as :class:`prf.sampling.Sampler`'s (padding by
     repeating the order's first positions, or ``drop_last``): the ranks together cover the pool,
     each position once before padding. :meth:`state_dict` carries ``start``, ``warmup_epochs``,
-    ``easy``, ``shuffle`` and a digest of the ranking (``ranking_sha1``); resuming with other scores
+    ``easy``, ``shuffle``, ``num_samples`` (as ``fixed_samples``) and a digest of the ranking
+    (``ranking_sha1``); resuming with other scores
     is refused (:class:`prf.errors.SamplerError`).
 
     Args:
@@ -64,6 +69,7 @@ class CurriculumSampler(Sampler):
         start: ``f(0)``, the fraction of episodes in the first epoch's pool, in ``(0, 1]``.
         warmup_epochs: epochs until the pool holds every episode (``0``: all from the start).
         shuffle: permute the pooled frames per epoch (default), else rank order.
+        num_samples: positions per epoch over all ranks (default: the pool's frames, growing).
         episodes, predicate: episode selection (see :func:`prf.sampling.select_episodes`).
         seed, rank, world_size, drop_last: as :class:`prf.sampling.Sampler`.
 
@@ -73,11 +79,12 @@ class CurriculumSampler(Sampler):
 
     Raises:
         SamplerError: a selected episode has no score, or a NaN / non-numeric one; ``column`` is not
-            in the table (or is ambiguous); ``easy``, ``start`` or ``warmup_epochs`` out of range; or
+            in the table (or is ambiguous); ``easy``, ``start``, ``warmup_epochs`` or ``num_samples`` out
+            of range; or
             see :func:`prf.sampling.select_episodes`.
     """
 
-    resume_params = ("start", "warmup_epochs", "easy", "shuffle", "ranking_sha1")
+    resume_params = ("start", "warmup_epochs", "easy", "shuffle", "ranking_sha1", "fixed_samples")
 
     def __init__(
         self,
@@ -89,6 +96,7 @@ class CurriculumSampler(Sampler):
         start: float = 0.25,
         warmup_epochs: int = 10,
         shuffle: bool = True,
+        num_samples: int | None = None,
         episodes: Iterable[int] | None = None,
         predicate: Callable[[Any], bool] | None = None,
         seed: int = 0,
@@ -102,8 +110,13 @@ class CurriculumSampler(Sampler):
             raise SamplerError(f"start must be a fraction in (0, 1], got {start!r}")
         if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, (int, np.integer)) or warmup_epochs < 0:
             raise SamplerError(f"warmup_epochs must be an int >= 0, got {warmup_epochs!r}")
+        if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer))
+                                        or num_samples < 1):
+            raise SamplerError(f"num_samples must be None or an int >= 1, got {num_samples!r}")
         sel = _Selection(dataset, episodes, predicate)
         super().__init__(sel.positions.size, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+        #: ``num_samples=``: positions per epoch (``None``: the pool's frames)
+        self.fixed_samples = None if num_samples is None else int(num_samples)
         self.episodes = sel.ids
         self.easy = easy
         self.start = float(start)
@@ -139,15 +152,26 @@ class CurriculumSampler(Sampler):
         return int(self._cum[self.pool_size(epoch)])
 
     # ---- the order ------------------------------------------------------------------------------
+    @property
+    def fixed_length(self) -> bool:  # type: ignore[override]
+        """Whether every epoch has the same length (only with ``num_samples=``)."""
+        return self.fixed_samples is not None or self.pool_size(0) == len(self.episodes)
+
+    def epoch_samples(self, epoch: int) -> int:
+        """Positions of the epoch's order over all ranks (``num_samples=``, else the pool's frames)."""
+        return self.pool_frames(epoch) if self.fixed_samples is None else self.fixed_samples
+
     def global_order(self, epoch: int) -> np.ndarray:
         chosen = self._rank[: self.pool_size(epoch)]
         positions = _runs_to_positions(self._starts[chosen], self._lengths[chosen])
-        if not self.shuffle:
-            return positions
-        return positions[np.random.default_rng([self.seed, int(epoch)]).permutation(positions.size)]
+        rng = np.random.default_rng([self.seed, int(epoch)]) if self.shuffle else None
+        n = self.epoch_samples(epoch)
+        reps = -(-n // positions.size)
+        parts = [positions[rng.permutation(positions.size)] if rng is not None else positions for _ in range(reps)]
+        return (parts[0] if reps == 1 else np.concatenate(parts))[:n]
 
     def __len__(self) -> int:
-        n, ws = self.pool_frames(self.epoch), self.world_size
+        n, ws = self.epoch_samples(self.epoch), self.world_size
         return n // ws if self.drop_last else -(-n // ws)
 
     def __repr__(self) -> str:

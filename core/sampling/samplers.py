@@ -96,6 +96,9 @@ class Sampler:
     #: attributes that shape the order beyond the base ones: saved in :meth:`state_dict` and required
     #: to match on :meth:`load_state_dict`
     resume_params: tuple[str, ...] = ()
+    #: every epoch has ``len(self)`` positions (:class:`prf.sampling.CurriculumSampler` without
+    #: ``num_samples`` does not: its epochs grow); see :func:`require_fixed_length`
+    fixed_length = True
 
     def __init__(
         self,
@@ -176,6 +179,21 @@ class Sampler:
         return (
             f"{type(self).__name__}(num_samples={self.num_samples}, seed={self.seed}, epoch={self.epoch}, "
             f"rank={self.rank}, world_size={self.world_size})"
+        )
+
+
+def require_fixed_length(sampler: Any, user: str) -> None:
+    """For code that assumes every epoch has ``len(sampler)`` positions (Grain's and tf.data's index
+    spaces ``epoch * len + i``): refuse a sampler whose epoch length changes with the epoch.
+
+    Raises:
+        SamplerError: ``sampler.fixed_length`` is false (names ``user`` and the fix).
+    """
+    if not getattr(sampler, "fixed_length", True):
+        raise SamplerError(
+            f"{user} needs one epoch length for every epoch, but {type(sampler).__name__}'s epochs change "
+            f"length ({sampler!r}); give it a fixed one (CurriculumSampler(..., num_samples=N)) or use "
+            f"prf.Loader / prf.torch, which follow each epoch's own length"
         )
 
 
