@@ -221,12 +221,13 @@ def open_dataset(
             whole. Decoding is PyAV's (``backend="pyav"``). ``ds.loader(shuffle=True)`` then draws
             with :class:`prf.sampling.EpisodePoolSampler` (decode locality is fetch locality).
             Ignored for a local folder.
-        goal: goal-conditioning: a non-camera feature key or a list of them, each sample gaining
-            ``{key}.goal`` = the key at its episode's last frame (``goal="observation.state"`` ->
-            ``observation.state.goal`` ``float32 [D]``, ``[B, D]`` in batches); or a mapping
-            ``{key: k}``: the key ``k`` frames ahead, clamped at the episode's last frame
-            (``min(frame + k, last)``; ``None`` = the last frame). Not windowed by ``delta_timestamps``
-            and not normalized by ``normalize=`` (it is another key).
+        goal: goal-conditioning: a non-camera feature key or a selected camera, or a list of them,
+            each sample gaining ``{key}.goal`` = the key at its episode's last frame
+            (``goal="observation.state"`` -> ``observation.state.goal`` ``float32 [D]``, ``[B, D]`` in
+            batches; a camera's goal image ``uint8 [H, W, C]``); or a mapping ``{key: k}``: the key
+            ``k`` frames ahead, clamped at the episode's last frame (``min(frame + k, last)``;
+            ``None`` = the last frame). Not windowed by ``delta_timestamps``, and not transformed or
+            normalized by ``transform=`` / ``normalize=`` (it is another key).
 
     Returns:
         A :class:`prf.Dataset`; ``ds[i]`` is a dict of NumPy arrays (cameras ``uint8 [H, W, C]``,
@@ -239,7 +240,7 @@ def open_dataset(
         DataFileError: a parquet file is corrupt or disagrees with the metadata.
         DeltaTimestampsError: a ``delta_timestamps`` value is off the fps grid or names no feature.
         OptionsError: ``backend`` and ``video_backend`` name different backends; a ``goal`` key is not
-            a non-camera feature or its ``k`` is not an int >= 0 / ``None``.
+            a non-camera feature or selected camera, or its ``k`` is not an int >= 0 / ``None``.
         QueryError: an ``episodes`` query fails.
         StreamError: streaming, a file could not be fetched after retries, or changed on the server.
     """

@@ -106,7 +106,8 @@ def goal_steps(goal: str | Iterable[str] | Mapping[str, int | None] | None,
     (``k`` an int >= 0: the frame ``min(frame + k, last)``, clamped at the episode's end).
 
     Raises:
-        OptionsError: a key is not a non-camera feature, or ``k`` is not an int >= 0 or None.
+        OptionsError: a key is not in ``known_keys`` (the non-camera features and selected cameras),
+            or ``k`` is not an int >= 0 or None.
     """
     if goal is None:
         return {}
@@ -118,7 +119,8 @@ def goal_steps(goal: str | Iterable[str] | Mapping[str, int | None] | None,
     for key, k in items:
         if key not in known:
             raise OptionsError(
-                f"goal key {key!r} is not a non-camera feature of the dataset (goal keys: {sorted(known)})"
+                f"goal key {key!r} is not a non-camera feature or selected camera of the dataset (goal keys: "
+                f"{sorted(known)})"
             )
         if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0):
             raise OptionsError(

@@ -122,9 +122,39 @@ def test_goal_errors():
     meta = prf.DatasetMeta(path)
     with pytest.raises(OptionsError, match="not a non-camera feature"):
         prf.open_dataset(path, cameras=[], goal="observation.nothing")
-    with pytest.raises(OptionsError, match="not a non-camera feature"):
-        prf.open_dataset(path, goal=meta.camera_keys[0])
+    with pytest.raises(OptionsError, match="not a non-camera feature or selected camera"):
+        prf.open_dataset(path, cameras=[], goal=meta.camera_keys[0])  # a camera that is not decoded
     with pytest.raises(OptionsError, match="int >= 0"):
         prf.open_dataset(path, cameras=[], goal={"action": -1})
     with pytest.raises(OptionsError, match="int >= 0"):
         prf.open_dataset(path, cameras=[], goal={"action": 1.5})
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_goal_images_are_the_episode_last_or_kth_frame(name):
+    """A camera goal (``{cam}.goal`` ``uint8 [H, W, C]``) is the very frame ds[j][cam] decodes for the
+    goal row j (video cameras, through the decode plan); windows on the camera leave it one frame."""
+    meta = prf.DatasetMeta(dataset_path(name))
+    cam = meta.video_keys[-1]
+    ds = prf.open_dataset(dataset_path(name), cameras=[cam], goal={cam: None, "action": 3},
+                          delta_timestamps={cam: [-2 / meta.fps, 0.0]})
+    plain = prf.open_dataset(dataset_path(name), cameras=[cam])
+    starts, lengths = ds.episode_starts, ds.episode_lengths
+    picks = [0, int(starts[1]) + 4, int(starts[1] + lengths[1] - 1), len(ds) - 2]
+    b = ds.get_batch(np.array(picks))
+    g = b[f"{cam}.goal"]
+    assert g.dtype == np.uint8 and g.shape == (len(picks),) + plain[0][cam].shape
+    assert b[cam].shape[1] == 2  # the camera's own window is there
+    for j, i in enumerate(picks):
+        o = int(ds.episode_of([i])[0])
+        last = int(starts[o] + lengths[o] - 1)
+        np.testing.assert_array_equal(g[j], plain[last][cam], err_msg=f"{name} sample {i}")
+        np.testing.assert_array_equal(ds[i][f"{cam}.goal"], plain[last][cam])
+    k_ds = prf.open_dataset(dataset_path(name), cameras=[cam], goal={cam: 25})
+    batch = next(iter(k_ds.loader(6, num_workers=2, shuffle=True, seed=4)))
+    index = plain.column("index").reshape(-1)
+    for j, i in enumerate(batch["index"].tolist()):
+        pos = int(np.searchsorted(index, i))
+        o = int(plain.episode_of([pos])[0])
+        want = min(pos + 25, int(starts[o] + lengths[o] - 1))
+        np.testing.assert_array_equal(batch[f"{cam}.goal"][j], plain[want][cam])
