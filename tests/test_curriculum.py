@@ -291,3 +291,42 @@ def test_adapters_that_need_one_epoch_length_refuse_a_growing_curriculum():
     got = [int(md[i]["index"]) for i in range(80)]  # epochs 0 and 1 (.repeat() semantics: index e * len + i)
     want = np.concatenate([fixed.indices(0), fixed.indices(1)])
     np.testing.assert_array_equal(got, real.get_batch(want)["index"])
+
+
+def test_torch_sampler_follows_each_epoch_length():
+    pytest.importorskip("torch")
+    import prf.torch as pt
+
+    ds = FakeDataset([4] * 8)
+    s = prf.CurriculumSampler(ds, list(range(8)), start=0.25, warmup_epochs=3, seed=5, rank=0, world_size=2)
+    ts = pt.TorchSampler(s)
+    for epoch in range(5):
+        ts.set_epoch(epoch)
+        got = list(ts)
+        assert len(ts) == len(got) == s.pool_frames(epoch) // 2
+        assert got == s.indices(epoch).tolist()
+
+
+def test_elastic_resume_covers_the_rest_of_the_pool():
+    """A curriculum epoch checkpointed on 2 ranks and resumed on 3 (elastic): the 3 ranks deliver exactly
+    what the 2 had not, within the epoch's pool."""
+    ds = FakeDataset([6] * 10)
+    scores = list(range(10))
+    mk = lambda r, w: prf.CurriculumSampler(ds, scores, start=0.5, warmup_epochs=2, seed=1, rank=r, world_size=w)
+    loaders = [prf.Loader(ds, 4, sampler=mk(r, 2)) for r in range(2)]
+    delivered = []
+    states = []
+    for ld in loaders:
+        ld.set_epoch(1)
+        it = iter(ld)
+        delivered += [int(i) for _ in range(2) for i in next(it)["index"]]
+        states.append(ld.state_dict())
+    rest = []
+    for r in range(3):
+        ld = prf.Loader(ds, 4, sampler=mk(r, 3))
+        ld.load_state_dict(states[0], elastic=True)
+        for b in ld:
+            rest += [int(i) for i in b["index"]]
+        assert ld.epoch == 2
+    pool = set(frames_of(ds, mk(0, 1).pool(1)).tolist())
+    assert set(delivered) | set(rest) == pool and not set(delivered) & set(rest)
