@@ -226,8 +226,9 @@ def open_dataset(
             (``goal="observation.state"`` -> ``observation.state.goal`` ``float32 [D]``, ``[B, D]`` in
             batches; a camera's goal image ``uint8 [H, W, C]``); or a mapping ``{key: k}``: the key
             ``k`` frames ahead, clamped at the episode's last frame (``min(frame + k, last)``;
-            ``None`` = the last frame). Not windowed by ``delta_timestamps``, and not transformed or
-            normalized by ``transform=`` / ``normalize=`` (it is another key).
+            ``None`` = the last frame). Not windowed by ``delta_timestamps`` nor transformed by
+            ``transform=``; ``normalize={"observation.state.goal": "mean_std"}`` normalizes it with the
+            key's statistics.
 
     Returns:
         A :class:`prf.Dataset`; ``ds[i]`` is a dict of NumPy arrays (cameras ``uint8 [H, W, C]``,

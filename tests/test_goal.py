@@ -158,3 +158,21 @@ def test_goal_images_are_the_episode_last_or_kth_frame(name):
         o = int(plain.episode_of([pos])[0])
         want = min(pos + 25, int(starts[o] + lengths[o] - 1))
         np.testing.assert_array_equal(batch[f"{cam}.goal"][j], plain[want][cam])
+
+
+def test_goal_normalized_with_its_key_statistics():
+    """normalize={"observation.state.goal": "mean_std"} uses observation.state's stats: the normalized goal
+    equals the normalized state of the episode's last frame."""
+    name = "aloha_multicam_v30"
+    ds = prf.open_dataset(dataset_path(name), cameras=[], goal="observation.state")
+    st = ds.stats()["observation.state"]
+    loader = ds.loader(16, normalize={"observation.state": "mean_std", "observation.state.goal": "mean_std"})
+    rows = parquet_rows(name)
+    raw_goal = expected_goal(rows, "observation.state", None)
+    batch = next(iter(loader))
+    want = (raw_goal[batch["index"]] - np.asarray(st["mean"], np.float32)) / (np.asarray(st["std"], np.float32)
+                                                                          + np.float32(1e-8))
+    np.testing.assert_allclose(batch["observation.state.goal"], want, rtol=1e-5, atol=1e-5)
+    last = int(ds.episode_starts[0] + ds.episode_lengths[0] - 1)
+    full = loader.transforms(ds.get_batch(np.array([0, last])), indices=np.array([0, last]))
+    np.testing.assert_array_equal(full["observation.state.goal"][0], full["observation.state"][1])
