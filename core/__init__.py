@@ -27,6 +27,7 @@ from .loading import BatchTransform, DecodeOptions, Loader, LoaderIterator, Read
 from .loading.normalize import Normalizer
 from .sampling import (
     CurriculumSampler,
+    CurriculumWeightedSampler,
     EpisodeChunkSampler,
     EpisodePoolSampler,
     FilteredSampler,
@@ -85,6 +86,7 @@ __all__ = [
     "EpisodePoolSampler",
     "WeightedSampler",
     "CurriculumSampler",
+    "CurriculumWeightedSampler",
     "select_episodes",
     "train_val_split",
     "compute_stats",

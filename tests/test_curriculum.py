@@ -330,3 +330,82 @@ def test_elastic_resume_covers_the_rest_of_the_pool():
         assert ld.epoch == 2
     pool = set(frames_of(ds, mk(0, 1).pool(1)).tolist())
     assert set(delivered) | set(rest) == pool and not set(delivered) & set(rest)
+
+
+# ---- CurriculumWeightedSampler ---------------------------------------------------------------------
+def expected_probabilities(ds, scores, easy, beta0, warmup, epoch):
+    """The docstring's schedule, written out independently: p(frame) ∝ exp(-beta(e) u(rank of episode))."""
+    sign = 1.0 if easy == "low" else -1.0
+    ranked = sorted(ds.episodes, key=lambda e: (sign * scores[e], e))
+    E = len(ranked)
+    u = {e: r / max(E - 1, 1) for r, e in enumerate(ranked)}
+    beta = 0.0 if warmup == 0 else beta0 * max(0.0, 1.0 - epoch / warmup)
+    w = np.concatenate([np.full(int(n), np.exp(-beta * u[e])) for e, n in zip(ds.episodes, ds.episode_lengths)])
+    return w / w.sum()
+
+
+@settings(max_examples=100, deadline=None)
+@given(setup=setups(), beta0=st.sampled_from([0.0, 1.0, 3.0, 6.5]), epoch=st.integers(0, 7), seed=st.integers(0, 2**30),
+       world_size=st.integers(1, 4), drop_last=st.booleans(), num_samples=st.one_of(st.none(), st.integers(1, 90)))
+def test_weighted_curriculum_schedule_shards_and_purity(setup, beta0, epoch, seed, world_size, drop_last, num_samples):
+    ds, scores, _start, warmup, easy = setup
+    mk = lambda r: prf.CurriculumWeightedSampler(ds, scores, easy=easy, beta0=beta0, warmup_epochs=warmup, seed=seed,
+                                                rank=r, world_size=world_size, drop_last=drop_last,
+                                                num_samples=num_samples)
+    s = mk(0)
+    np.testing.assert_allclose(s.probabilities(epoch), expected_probabilities(ds, scores, easy, beta0, warmup, epoch),
+                               rtol=1e-12)
+    if epoch >= warmup:
+        np.testing.assert_allclose(s.probabilities(epoch), 1.0 / len(ds))
+    order = s.global_order(epoch)
+    n = len(ds) if num_samples is None else num_samples
+    assert order.size == n and s.fixed_length
+    shards = [mk(r).indices(epoch) for r in range(world_size)]
+    per = n // world_size if drop_last else -(-n // world_size)
+    assert all(sh.size == per == len(mk(r)) for r, sh in enumerate(shards))
+    padded = order[np.arange(per * world_size) % n]  # DistributedSampler's padding / drop_last
+    for r, sh in enumerate(shards):
+        np.testing.assert_array_equal(sh, padded[r::world_size])
+    other = mk(0)
+    other.set_epoch(epoch + 3)
+    np.testing.assert_array_equal(other.indices(epoch), s.indices(epoch))  # a pure function of the four
+
+
+def test_weighted_curriculum_draws_favour_easy_episodes_then_even_out():
+    ds = FakeDataset([50, 50])
+    s = prf.CurriculumWeightedSampler(ds, {0: 2.0, 1: 1.0}, beta0=3.0, warmup_epochs=4, num_samples=20000, seed=0)
+    share = lambda e: float(np.mean(s.global_order(e) >= 50))  # episode 1 (score 1.0) is the easy one
+    assert abs(share(0) - np.exp(3) / (1 + np.exp(3))) < 0.01
+    assert abs(share(2) - np.exp(1.5) / (1 + np.exp(1.5))) < 0.01
+    assert abs(share(4) - 0.5) < 0.015 and abs(share(9) - 0.5) < 0.015
+    with pytest.raises(SamplerError, match="beta0"):
+        prf.CurriculumWeightedSampler(ds, [1, 2], beta0=-1)
+    with pytest.raises(SamplerError, match="num_samples"):
+        prf.CurriculumWeightedSampler(ds, [1, 2], num_samples=0)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(setup=setups(), world_size=st.integers(1, 3), data=st.data(), batch_size=st.integers(1, 6),
+       workers=st.integers(0, 2), seed=st.integers(0, 1000), drop_last=st.booleans(), epochs=st.integers(1, 3))
+def test_weighted_curriculum_resumes_exactly(setup, world_size, data, batch_size, workers, seed, drop_last, epochs):
+    ds, scores, _start, warmup, easy = setup
+    rank = data.draw(st.integers(0, world_size - 1), label="rank")
+
+    def new_loader(w):
+        s = prf.CurriculumWeightedSampler(ds, scores, easy=easy, warmup_epochs=warmup, seed=seed, rank=rank,
+                                          world_size=world_size)
+        return prf.Loader(ds, batch_size, sampler=s, num_workers=w, prefetch=2, drop_last=drop_last, seed=seed)
+
+    ref = new_loader(0)
+    if len(ref) == 0:
+        return
+    total = epochs * len(ref)
+    full = take(ref, total)
+    k = data.draw(st.integers(0, total), label="checkpoint after batch")
+    a = new_loader(workers)
+    first = take(a, k) if k else []
+    state = json.loads(json.dumps(a.state_dict()))
+    b = new_loader(workers)
+    b.load_state_dict(state)
+    rest = take(b, total - k) if total - k else []
+    assert_same_batches(first + rest, full)

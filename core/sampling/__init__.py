@@ -4,7 +4,7 @@ Every sampler's order is a pure function of those four values and of the dataset
 and resumes exactly from its ``state_dict()``.
 """
 
-from .curriculum import CurriculumSampler
+from .curriculum import CurriculumSampler, CurriculumWeightedSampler
 from .samplers import (
     EpisodeChunkSampler,
     EpisodePoolSampler,
@@ -21,6 +21,6 @@ from .samplers import (
     undelivered,
 )
 
-__all__ = ["CurriculumSampler", "EpisodeChunkSampler", "EpisodePoolSampler", "FilteredSampler", "Sampler", "SequentialSampler",
+__all__ = ["CurriculumSampler", "CurriculumWeightedSampler", "EpisodeChunkSampler", "EpisodePoolSampler", "FilteredSampler", "Sampler", "SequentialSampler",
            "ShuffleSampler", "WeightedSampler", "default_rank_world_size", "distinct_episodes_per_batch", "require_fixed_length",
            "select_episodes", "train_val_split", "undelivered"]

@@ -1,8 +1,10 @@
 """Curriculum sampling: episodes ordered by a per-episode score, the pool growing from easy to hard.
 
-:class:`CurriculumSampler` follows the protocol of :mod:`prf.sampling.samplers` (order a pure function
-of ``(seed, epoch, rank, world_size)``, strided sharding, ``set_epoch`` / ``state_dict`` /
-``load_state_dict``); only its epoch length changes with the epoch (the pool's frames).
+:class:`CurriculumSampler` (a pool of the easiest episodes, growing) and
+:class:`CurriculumWeightedSampler` (draws weighted towards the easy episodes, the weighting fading)
+follow the protocol of :mod:`prf.sampling.samplers` (order a pure function of ``(seed, epoch, rank,
+world_size)``, strided sharding, ``set_epoch`` / ``state_dict`` / ``load_state_dict``); only :class:`CurriculumSampler`'s epoch length changes with the epoch (the pool's
+frames) unless it is given ``num_samples``.
 """
 
 from __future__ import annotations
@@ -181,6 +183,99 @@ class CurriculumSampler(Sampler):
             f"episodes), seed={self.seed}, rank={self.rank}, world_size={self.world_size})"
         )
 
+
+
+class CurriculumWeightedSampler(Sampler):
+    """A soft curriculum: every epoch draws ``num_samples`` frames (with replacement) from all selected
+    episodes, weighted towards the easy ones by a per-episode score, the weighting fading to uniform
+    over frames by ``warmup_epochs``.
+
+    Schedule (``E`` selected episodes ranked easy -> hard as in :class:`CurriculumSampler`, episode
+    of rank ``r`` at ``u = r / (E - 1)``, ``u = 0`` when ``E == 1``; epoch ``e >= 0``)::
+
+        beta(e) = 0                                          if warmup_epochs == 0
+        beta(e) = beta0 * max(0, 1 - e / warmup_epochs)      otherwise
+        p(frame) ∝ exp(-beta(e) * u(episode of the frame))
+
+    so the easiest episode's frames are ``exp(beta0)`` times as likely as the hardest's at epoch 0, and
+    from epoch ``warmup_epochs`` on every frame is equally likely. Draws come from
+    ``numpy.random.default_rng([seed, epoch]).choice``; ranks take disjoint draws (strided sharding,
+    as :class:`prf.sampling.WeightedSampler`), so a frame can appear on two ranks. Every epoch has
+    ``num_samples`` positions (``fixed_length``: usable with Grain and Keras).
+
+    Args:
+        dataset, scores, column, easy: as :class:`CurriculumSampler`.
+        beta0: the log odds of the easiest over the hardest episode's frames at epoch 0 (>= 0).
+        warmup_epochs: epochs until the draws are uniform (``0``: uniform from the start).
+        num_samples: draws per epoch over all ranks (default: the number of selected frames).
+        episodes, predicate, seed, rank, world_size, drop_last: as :class:`prf.sampling.Sampler`.
+
+    Attributes:
+        episodes, scores, ranking: as :class:`CurriculumSampler`.
+
+    Raises:
+        SamplerError: as :class:`CurriculumSampler`; ``beta0 < 0`` or not finite.
+    """
+
+    resume_params = ("beta0", "warmup_epochs", "easy", "ranking_sha1")
+
+    def __init__(
+        self,
+        dataset: Any,
+        scores: Any,
+        *,
+        column: str | None = None,
+        easy: str = "low",
+        beta0: float = 3.0,
+        warmup_epochs: int = 10,
+        num_samples: int | None = None,
+        episodes: Iterable[int] | None = None,
+        predicate: Callable[[Any], bool] | None = None,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        drop_last: bool = False,
+    ):
+        if isinstance(beta0, bool) or not isinstance(beta0, (int, float)) or not math.isfinite(beta0) or beta0 < 0:
+            raise SamplerError(f"beta0 must be a finite number >= 0, got {beta0!r}")
+        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, (int, np.integer)) or warmup_epochs < 0:
+            raise SamplerError(f"warmup_epochs must be an int >= 0, got {warmup_epochs!r}")
+        if easy not in ("low", "high"):
+            raise SamplerError(f"easy must be 'low' or 'high', got {easy!r}")
+        sel = _Selection(dataset, episodes, predicate)
+        n = sel.positions.size if num_samples is None else num_samples
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise SamplerError(f"num_samples must be None or an int >= 1, got {num_samples!r}")
+        super().__init__(int(n), seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
+        self.episodes = sel.ids
+        self.easy = easy
+        self.beta0 = float(beta0)
+        self.warmup_epochs = int(warmup_epochs)
+        self.positions = sel.positions
+        self.scores = _episode_scores(dataset, sel.ids, scores, column)
+        ids = np.asarray(sel.ids, dtype=np.int64)
+        order = np.lexsort((ids, self.scores if easy == "low" else -self.scores))
+        self.ranking = ids[order].tolist()
+        self.ranking_sha1 = hashlib.sha1(np.asarray(self.ranking, dtype="<i8").tobytes()).hexdigest()
+        u = np.empty(len(ids), dtype=np.float64)
+        u[order] = np.arange(len(ids)) / max(len(ids) - 1, 1)
+        self._u_frame = np.repeat(u, sel.lengths)
+
+    def beta(self, epoch: int) -> float:
+        """``beta(epoch)`` of the schedule."""
+        if self.warmup_epochs == 0:
+            return 0.0
+        return self.beta0 * max(0.0, 1.0 - int(epoch) / self.warmup_epochs)
+
+    def probabilities(self, epoch: int) -> np.ndarray:
+        """``float64 [N]``: the draw probability of each selected frame (``positions``) at ``epoch``."""
+        w = np.exp(-self.beta(epoch) * self._u_frame)
+        return w / w.sum()
+
+    def global_order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        draw = rng.choice(self.positions.size, size=self.num_samples, replace=True, p=self.probabilities(epoch))
+        return self.positions[draw].astype(np.int64)
 
 def _as_float(values: Sequence[Any], what: str) -> np.ndarray:
     out = np.empty(len(values), dtype=np.float64)

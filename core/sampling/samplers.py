@@ -16,7 +16,8 @@ Samplers (all share that sharding and the ``set_epoch`` / ``state_dict`` / ``loa
 - :class:`EpisodeChunkSampler`: contiguous in-episode chunks of ``chunk_size`` frames, shuffled as units.
 - :class:`WeightedSampler`: draws with probabilities from per-episode, per-task or per-frame weights.
 - :class:`prf.sampling.CurriculumSampler` (:mod:`prf.sampling.curriculum`): the frames of the easiest
-  episodes by a score, the pool growing to all episodes as epochs advance.
+  episodes by a score, the pool growing to all episodes as epochs advance;
+  :class:`prf.sampling.CurriculumWeightedSampler`: draws weighted towards the easy episodes, fading.
 """
 
 from __future__ import annotations
