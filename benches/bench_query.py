@@ -3,6 +3,11 @@ and polars on the same parquet files; and `prf.score_episodes` time per 1M frame
 
     python benches/bench_query.py --frames 10000000 --repeat 3 --markdown bench-results/query.md
 
+`--ann`: `prf.similar`'s approximate index (usearch HNSW, as prf builds it) against exact search on the
+shared datasets and on the generated 1M-frame `nocam_1m` (benches/_scale_data.py), instead of the above:
+
+    python benches/bench_query.py --ann --markdown bench-results/similar.md
+
 The dataset (no cameras; observation.state and action float32[14], 500-frame episodes, 1M-row data
 files) is generated once into $PRF_CACHE/bench/query_<frames> (default ~/.cache/prf/bench/...).
 Every engine computes, per episode: count(*), mean(timestamp), mean(action[0]), max(observation.state[13]),
@@ -130,13 +135,113 @@ def run_pandas(files: list[str]):
     return time.perf_counter() - t0, out
 
 
+ANN_SHARED = ["so101_wrist_v30", "aloha_multicam_v30", "pusht_sim_v30", "rebot_novideo_v30"]
+
+
+def _median_ms(fn, reps: int) -> float:
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1e3
+
+
+def bench_ann(root: Path, name: str, queries: int, k: int, work: Path) -> dict:
+    """One dataset: vectors, index build (as ``prf.similar`` builds and caches it), per-query ANN vs exact
+    time, recall@k, and whole ``prf.similar`` calls (warm: the cached index loaded; exact)."""
+    import shutil
+
+    import prf
+    from prf.format import DatasetMeta
+    from prf.query import exact_neighbours, frame_vectors
+    from prf.query.similar import _ann_index, _key
+
+    by = ["observation.state"]
+    meta = DatasetMeta(root)
+    t0 = time.perf_counter()
+    x, eps, fis = frame_vectors(meta, by)
+    t_vec = time.perf_counter() - t0
+    shutil.rmtree(work, ignore_errors=True)
+    cache = work / "cache"
+    t0 = time.perf_counter()
+    index = _ann_index(x, cache / f"{_key(meta, by)}.usearch")  # prf.similar's build (threads=1), saved atomically
+    t_build = time.perf_counter() - t0
+    print(f"  {name}: vectors {t_vec:.2f} s, build {t_build:.2f} s", flush=True)
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(x), size=min(queries, len(x)), replace=False)
+    want = min(k + 1, len(x))
+    t0 = time.perf_counter()
+    ann = [np.asarray(index.search(x[r], want).keys, np.int64) for r in rows]
+    t_ann = (time.perf_counter() - t0) / len(rows)
+    t0 = time.perf_counter()
+    ex = [exact_neighbours(x, x[r], want)[0][0] for r in rows]
+    t_exact = (time.perf_counter() - t0) / len(rows)
+    # recall@k, the query frame itself left out as prf.similar does; by distance (ties at the k-th count)
+    hits = 0
+    for r, a, e in zip(rows, ann, ex):
+        a, e = a[a != r][:k], e[e != r][:k]
+        kth = np.linalg.norm(x[e[-1]] - x[r])
+        hits += min(k, int(sum(np.linalg.norm(x[i] - x[r]) <= kth * (1 + 1e-6) for i in a)))
+    recall = hits / (k * len(rows))
+    e0, f0 = int(eps[rows[0]]), int(fis[rows[0]])
+    t_warm = _median_ms(lambda: prf.similar(root, episode=e0, frame=f0, k=k, cache_dir=cache), 3) / 1e3
+    t_exact_call = _median_ms(lambda: prf.similar(root, episode=e0, frame=f0, k=k, exact=True), 3) / 1e3
+    shutil.rmtree(work, ignore_errors=True)
+    return {"dataset": name, "frames": len(x), "dims": x.shape[1], "vectors_s": t_vec, "build_s": t_build,
+            "ann_query_ms": t_ann * 1e3, "exact_query_ms": t_exact * 1e3, "recall": recall, "queries": len(rows),
+            "similar_warm_s": t_warm, "similar_exact_s": t_exact_call}
+
+
+def main_ann(args) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _scale_data import bench_data_dir, generate_nocam
+
+    shared = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lerobot"
+    targets = [(n, shared / n) for n in ANN_SHARED]
+    t0 = time.perf_counter()
+    big = generate_nocam(bench_data_dir() / "nocam_1m", 1_000_000)
+    print(f"nocam_1m ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    targets.append(("nocam_1m (generated)", big))
+    work = Path(os.environ.get("PRF_CACHE", Path.home() / ".cache" / "prf")) / "bench" / "_ann_work"
+    rows = []
+    for name, root in targets:
+        q = args.big_queries if name.startswith("nocam_1m") else args.queries
+        r = bench_ann(root.resolve(), name, q, args.k, work)
+        print(json.dumps(r), flush=True)
+        rows.append(r)
+    load = "/".join(f"{v:.1f}" for v in os.getloadavg()[:2])
+    lines = [f"`prf.similar` by `observation.state`, k={args.k}: usearch HNSW (connectivity 16, expansion_add 128, "
+             f"expansion_search 64, 1 build thread, as prf builds it) against exact search (NumPy, "
+             f"`prf.query.exact_neighbours`); per-query times are the mean over {args.queries} random frames "
+             f"({args.big_queries} on nocam_1m); a first `prf.similar` call costs vectors + build (then cached); "
+             f"load average at the end {load} (1/5 min) on {os.cpu_count()} cores:", "",
+             "| dataset | frames | dims | vectors (s) | ANN build (s) | ANN query (ms) | exact query (ms) | "
+             "speed-up | recall@10 | `prf.similar` call, cached index / exact (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {r['frames']:,} | {r['dims']} | {r['vectors_s']:.2f} | {r['build_s']:.2f} | "
+                     f"{r['ann_query_ms']:.3f} | {r['exact_query_ms']:.2f} | {r['exact_query_ms'] / r['ann_query_ms']:.0f}x | "
+                     f"{r['recall']:.3f} | {r['similar_warm_s']:.2f} / {r['similar_exact_s']:.2f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(text + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=10_000_000)
     ap.add_argument("--score-frames", type=int, default=1_000_000, help="dataset size for the score timing")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--markdown", default=None)
+    ap.add_argument("--ann", action="store_true", help="the ANN index bench of prf.similar instead")
+    ap.add_argument("--queries", type=int, default=200, help="--ann: query frames per dataset")
+    ap.add_argument("-k", type=int, default=10, help="--ann: neighbours per query")
+    ap.add_argument("--big-queries", type=int, default=50, help="--ann: query frames on nocam_1m")
     args = ap.parse_args()
+    if args.ann:
+        return main_ann(args)
     cache = Path(os.environ.get("PRF_CACHE", Path.home() / ".cache" / "prf")) / "bench"
     t0 = time.perf_counter()
     root = generate(cache / f"query_{args.frames}", args.frames)

@@ -26,6 +26,8 @@ from .loading import transforms
 from .loading import BatchTransform, DecodeOptions, Loader, LoaderIterator, ReadOptions, ShardOptions
 from .loading.normalize import Normalizer
 from .sampling import (
+    CurriculumSampler,
+    CurriculumWeightedSampler,
     EpisodeChunkSampler,
     EpisodePoolSampler,
     FilteredSampler,
@@ -87,6 +89,8 @@ __all__ = [
     "EpisodeChunkSampler",
     "EpisodePoolSampler",
     "WeightedSampler",
+    "CurriculumSampler",
+    "CurriculumWeightedSampler",
     "select_episodes",
     "train_val_split",
     "compute_stats",

@@ -187,6 +187,7 @@ def open_dataset(
     video_backend: str | None = None,
     image_transforms: Any = None,
     streaming: bool = False,
+    goal: str | Iterable[str] | Mapping[str, int | None] | None = None,
 ) -> Dataset:
     """Open a LeRobot dataset (format v2.0, v2.1 or v3.0) for training.
 
@@ -220,6 +221,14 @@ def open_dataset(
             whole. Decoding is PyAV's (``backend="pyav"``). ``ds.loader(shuffle=True)`` then draws
             with :class:`prf.sampling.EpisodePoolSampler` (decode locality is fetch locality).
             Ignored for a local folder.
+        goal: goal-conditioning: a non-camera feature key or a selected camera, or a list of them,
+            each sample gaining ``{key}.goal`` = the key at its episode's last frame
+            (``goal="observation.state"`` -> ``observation.state.goal`` ``float32 [D]``, ``[B, D]`` in
+            batches; a camera's goal image ``uint8 [H, W, C]``); or a mapping ``{key: k}``: the key
+            ``k`` frames ahead, clamped at the episode's last frame (``min(frame + k, last)``;
+            ``None`` = the last frame). Not windowed by ``delta_timestamps`` nor transformed by
+            ``transform=``; ``normalize={"observation.state.goal": "mean_std"}`` normalizes it with the
+            key's statistics.
 
     Returns:
         A :class:`prf.Dataset`; ``ds[i]`` is a dict of NumPy arrays (cameras ``uint8 [H, W, C]``,
@@ -231,7 +240,8 @@ def open_dataset(
             that are present).
         DataFileError: a parquet file is corrupt or disagrees with the metadata.
         DeltaTimestampsError: a ``delta_timestamps`` value is off the fps grid or names no feature.
-        OptionsError: ``backend`` and ``video_backend`` name different backends.
+        OptionsError: ``backend`` and ``video_backend`` name different backends; a ``goal`` key is not
+            a non-camera feature or selected camera, or its ``k`` is not an int >= 0 / ``None``.
         QueryError: an ``episodes`` query fails.
         StreamError: streaming, a file could not be fetched after retries, or changed on the server.
     """
@@ -273,6 +283,7 @@ def open_dataset(
         cameras=cameras,
         backend=backend,
         device=device,
+        goal=goal,
     )
     ds.streaming = streamed
     return ds if image_transforms is None else ds.with_transforms(transform=image_transforms)

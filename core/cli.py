@@ -16,7 +16,7 @@
     prf record mqtt://HOST:PORT --topic T [--camera KEY=TOPIC] [--fps N] OUT   record MQTT (needs prf[record])
 
 Exit codes: 0 success, 1 a prf error (bad dataset, decode failure, not a log; the message names the
-file), 2 bad usage, 3 an inconsistent dataset (``prf info --strict`` with mismatches), 4 a log
+file), 2 bad usage, 3 an inconsistent dataset (``prf info --strict``: ``prf validate`` found an error), 4 a log
 converted only in part (topics or messages skipped for an error, or the file was cut short; the report
 says which and why), 130 interrupted.
 """
@@ -34,16 +34,39 @@ from .report._cli import add_commands as _add_report_commands
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .info import describe_path, format_text, is_consistent
+    from ._open import resolve_source
+    from .format import DatasetMeta
+    from .info import describe, format_strict, format_text, is_consistent, strict_report
 
-    d = describe_path(args.dataset)
+    root = resolve_source(args.dataset)
+    try:
+        d = describe(DatasetMeta(root))
+    except PrfError:
+        if not (args.strict and root.is_dir()):
+            raise
+        d = None  # unreadable metadata: --strict reports validate's meta.readable error below
+    verdict = None
+    if args.strict:
+        try:
+            verdict = strict_report(root)
+        except ImportError as e:  # no DuckDB: info's own checks decide, and say so
+            print(f"prf info --strict: {e}; only info's own checks ran (pip install 'prf[query]' for prf "
+                  f"validate's)", file=sys.stderr)
     if args.json:
-        print(json.dumps(d, indent=2))
+        out = dict(d or {"root": str(root)})
+        if verdict is not None:
+            out["strict"] = verdict
+        print(json.dumps(_json_ready(out), indent=2))
     else:
-        print(format_text(d))
-    if args.strict and not is_consistent(d):
-        return 3
-    return 0
+        if d is not None:
+            print(format_text(d))
+        if verdict is not None:
+            print(format_strict(verdict))
+    if not args.strict:
+        return 0
+    if verdict is not None:
+        return 0 if verdict["ok"] else 3
+    return 0 if d is not None and is_consistent(d) else 3
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -443,8 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "with info.json.")
     info.add_argument("dataset", help="dataset folder or Hub repo id")
     info.add_argument("--json", action="store_true", help="machine-readable output")
-    info.add_argument("--strict", action="store_true", help="exit with 3 when the files disagree with info.json "
-                      "or no episode has all its files")
+    info.add_argument("--strict", action="store_true", help="also run prf validate's checks (video ones "
+                      "included) and exit with 3 exactly when they find an error (listed under 'strict'); "
+                      "needs prf[query]")
     info.set_defaults(func=_cmd_info)
 
     demo = sub.add_parser("demo", help="train a small policy on a dataset (prf's main job)",

@@ -34,7 +34,7 @@ from .format.tables import (ColumnSpec, Piece, check_schema, column_specs, deriv
 from .plan import item, BatchPlan, CameraRequest, DecodedFrames, DecodeTask, assemble, decode_tasks
 from .image import decode_image
 from .stream import is_remote, open_input
-from .windows import delta_indices, window_rows
+from .windows import delta_indices, goal_rows, goal_steps, window_rows
 
 
 class Dataset:
@@ -47,7 +47,10 @@ class Dataset:
     ``image``-dtype cameras decoded from the parquet's PNG/JPEG bytes with Pillow, keeping the file's
     channels: grey ``C=1``). A key with a ``delta_timestamps`` window
     gains a leading time axis (``[T, ...]``; cameras ``[T, H, W, C]``) and a ``{key}_is_pad``
-    ``bool [T]``.
+    ``bool [T]``. A key of ``goal`` (see :func:`prf.open_dataset`) adds ``{key}.goal``: the key's value
+    (its declared shape and dtype, e.g. ``observation.state.goal`` ``float32 [D]``, ``[B, D]`` in
+    batches; a selected camera's goal image ``uint8 [H, W, C]``; never windowed) at the episode's last
+    frame, or ``k`` frames ahead clamped at it.
 
     Data files without ``frame_index``, ``index`` or ``task_index`` columns (some v2.0 datasets, which
     LeRobot 0.3.3 reads) get them derived as LeRobot's writer fills them: ``frame_index`` the position
@@ -73,6 +76,7 @@ class Dataset:
         cameras: Iterable[str] | None = None,
         backend: str | DecodeBackend = "pyav",
         device: str = "cpu",
+        goal: str | Iterable[str] | Mapping[str, int | None] | None = None,
     ):
         self.meta = meta
         self.tolerance_s = float(tolerance_s)
@@ -83,6 +87,7 @@ class Dataset:
         self.delta_indices = delta_indices(self.delta_timestamps, meta.fps, meta.features, self.tolerance_s)
         meta.check_files(self.episodes, self.video_cameras)
         self._load_rows()
+        self.goal = goal_steps(goal, [k for k in self._specs if k in meta.features] + self.cameras)
         self._check_tasks()
         if self.video_cameras or not meta.is_v3:
             self._check_timestamps()
@@ -350,6 +355,16 @@ class Dataset:
                     out[f"{key}_is_pad"] = w[1]
                 else:
                     out[key] = self._gather(key, here)
+            for key, k in self.goal.items():
+                g = goal_rows(frame, start, length, k)
+                if key in self._video_files:  # a goal image: one frame per sample, never windowed
+                    req = self._camera_request(key, ep, g[:, None])
+                    req.windowed = False
+                    plan.cameras[f"{key}.goal"] = req
+                elif key in self.cameras:
+                    plan.images[f"{key}.goal"] = functools.partial(self._decode_images, key, ep, g[:, None], False)
+                else:
+                    out[f"{key}.goal"] = self._gather(key, self._locate(ep, g))
         tasks = self.meta.tasks
         out["task"] = [tasks.get(int(t), "") for t in out["task_index"].reshape(pos.size, -1)[:, 0]]
         return plan

@@ -1,4 +1,8 @@
-"""``prf info``: describe a dataset from its metadata and from its video files themselves."""
+"""``prf info``: describe a dataset from its metadata and from its video files themselves.
+
+``prf info --strict`` (:func:`strict_report`) also runs :func:`prf.validate`'s checks, video ones
+included, and fails (exit 3) exactly when they find an error.
+"""
 
 from __future__ import annotations
 
@@ -43,8 +47,9 @@ def describe(meta: DatasetMeta) -> dict[str, Any]:
 
 
 def is_consistent(d: dict[str, Any]) -> bool:
-    """False when :func:`describe`'s output lists a problem or a camera mismatch (``prf info --strict``
-    exits with 3 then). A partial download (some episodes with all their files) is consistent."""
+    """False when :func:`describe`'s output lists a problem or a camera mismatch (what ``prf info
+    --strict`` decides by when DuckDB, which :func:`strict_report` needs, is not installed). A partial
+    download (some episodes with all their files) is consistent here."""
     return not d.get("problems") and not any(c["mismatches"] for c in d["cameras"])
 
 
@@ -163,3 +168,36 @@ def describe_path(path: str | Path) -> dict[str, Any]:
     from ._open import resolve_source
 
     return describe(DatasetMeta(resolve_source(path)))
+
+
+def strict_report(root: str | Path, *, tolerance_s: float = 1e-4) -> dict[str, Any]:
+    """``prf info --strict``'s verdict: :func:`prf.validate` (every check of
+    :data:`prf.query.CHECKS`, video checks included) on the local dataset ``root``.
+
+    Returns:
+        ``{"ok": bool, "errors": int, "warnings": int, "checks": [...], "findings": [{check, severity,
+        file, episode, message}, ...]}``; ``ok`` is ``False`` exactly when validate finds an error
+        (severity ``"error"``), so ``--strict`` and ``prf validate`` agree. A partial download
+        (episodes whose files are absent) is a ``files.missing`` error.
+
+    Raises:
+        ImportError: DuckDB is not installed (``pip install 'prf[query]'``).
+    """
+    from .query import validate
+
+    rep = validate(root, tolerance_s=tolerance_s, videos=True).to_dict()
+    errors = sum(f["severity"] == "error" for f in rep["findings"])
+    return {"ok": rep["ok"], "errors": errors, "warnings": len(rep["findings"]) - errors, "checks": rep["checks"],
+            "findings": rep["findings"]}
+
+
+def format_strict(v: dict[str, Any], limit: int = 50) -> str:
+    """The human-readable lines of :func:`strict_report`'s verdict."""
+    lines = [f"strict         {'ok' if v['ok'] else 'FAILED'}: prf validate found {v['errors']} error(s), "
+             f"{v['warnings']} warning(s) ({len(v['checks'])} checks)"]
+    for f in v["findings"][:limit]:
+        where = ", ".join(x for x in (f["file"], None if f["episode"] is None else f"episode {f['episode']}") if x)
+        lines.append(f"  {f['severity'].upper():<7} {f['check']:<17} {where + ': ' if where else ''}{f['message']}")
+    if len(v["findings"]) > limit:
+        lines.append(f"  ... {len(v['findings']) - limit} more (prf validate lists them all)")
+    return "\n".join(lines)

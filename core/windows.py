@@ -4,6 +4,9 @@
 must lie on the dataset's frame grid (within ``tolerance_s``, LeRobot's ``check_delta_timestamps``)
 and becomes a frame offset ``round(d * fps)``. Offsets that fall outside the sample's episode are
 clamped to its first/last frame and flagged in ``{key}_is_pad`` (LeRobot's ``_get_query_indices``).
+
+Goals (``goal=`` of :func:`prf.open_dataset`, :func:`goal_steps`): ``{key}.goal`` is ``key`` at the
+sample's episode's last frame, or ``k`` frames ahead clamped at that last frame (no pad flag).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .errors import DeltaTimestampsError
+from .errors import DeltaTimestampsError, OptionsError
 
 
 def delta_indices(
@@ -92,3 +95,43 @@ def window_rows(
     is_pad = (q < 0) | (q > last)
     rows = np.clip(q, 0, last) + start[:, None]
     return rows, is_pad
+
+
+def goal_steps(goal: str | Iterable[str] | Mapping[str, int | None] | None,
+               known_keys: Iterable[str]) -> dict[str, int | None]:
+    """Parse ``goal=`` of :func:`prf.open_dataset`: ``{key: k}``, ``k`` frames ahead (``None``: the
+    episode's last frame).
+
+    ``goal`` is a key or a list of keys (their episode's last frame), or a mapping ``{key: k | None}``
+    (``k`` an int >= 0: the frame ``min(frame + k, last)``, clamped at the episode's end).
+
+    Raises:
+        OptionsError: a key is not in ``known_keys`` (the non-camera features and selected cameras),
+            or ``k`` is not an int >= 0 or None.
+    """
+    if goal is None:
+        return {}
+    if isinstance(goal, str):
+        goal = [goal]
+    items = list(goal.items()) if isinstance(goal, Mapping) else [(k, None) for k in goal]
+    known = set(known_keys)
+    out: dict[str, int | None] = {}
+    for key, k in items:
+        if key not in known:
+            raise OptionsError(
+                f"goal key {key!r} is not a non-camera feature or selected camera of the dataset (goal keys: "
+                f"{sorted(known)})"
+            )
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0):
+            raise OptionsError(
+                f"goal[{key!r}] must be None (the episode's last frame) or an int >= 0 frames ahead, got {k!r}"
+            )
+        out[str(key)] = None if k is None else int(k)
+    return out
+
+
+def goal_rows(frame: np.ndarray, start: np.ndarray, length: np.ndarray, k: int | None) -> np.ndarray:
+    """``int64 [B]``: the row of each sample's goal: ``start + min(frame + k, length - 1)``, or the
+    episode's last row ``start + length - 1`` when ``k`` is ``None``."""
+    last = length - 1
+    return start + (last if k is None else np.minimum(frame + int(k), last))

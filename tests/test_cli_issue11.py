@@ -25,13 +25,17 @@ def test_info_strict_fails_when_no_episode_has_its_videos(copy_dataset):
     assert plain.returncode == 0 and "PROBLEM" in plain.stdout
 
 
-def test_info_strict_accepts_a_partial_download():
-    """A partial download (some episodes with all their files) is not an inconsistency."""
+def test_info_strict_on_a_partial_download():
+    """A partial download (some episodes with all their files) is described as consistent by info, but
+    prf validate reports the absent files (files.missing errors), and --strict fails exactly when
+    validate finds an error (issue 12)."""
     from conftest import dataset_path
 
     r = run("info", str(dataset_path("g1_cam_high_v21_subset")), "--json", "--strict")
-    assert r.returncode == 0, r.stdout[-2000:]
-    assert json.loads(r.stdout)["problems"] == []
+    out = json.loads(r.stdout)
+    assert out["problems"] == [] and out["episodes_present"] == 2
+    assert r.returncode == 3 and {f["check"] for f in out["strict"]["findings"]} == {"files.missing"}
+    assert run("info", str(dataset_path("g1_cam_high_v21_subset"))).returncode == 0
 
 
 def test_cache_build_takes_options_after_the_subcommand(tmp_path):

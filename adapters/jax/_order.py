@@ -16,6 +16,8 @@ from typing import Any
 import grain
 import numpy as np
 
+from prf.sampling import require_fixed_length
+
 
 class _Orders:
     """A small per-key cache of sampler orders; pickles without it (rebuilt in the unpickled copy,
@@ -48,6 +50,7 @@ class EpochOrder(grain.transforms.DatasetSelectionMap):
     """Index ``e * len + i`` -> ``(0, position i of epoch first_epoch + e in the loader's sampler order)``."""
 
     def __init__(self, loader: Any, first_epoch: int):
+        require_fixed_length(loader.sampler, "prf.jax (Grain)")
         self._sampler = loader.sampler
         self._first_epoch = int(first_epoch)
         self._length = len(loader.sampler)
@@ -69,6 +72,7 @@ class BatchAt(grain.transforms.MapWithIndex):
     """Element ``e * n + k`` -> batch ``k`` of epoch ``first_epoch + e`` (:meth:`prf.Loader.batch`)."""
 
     def __init__(self, loader: Any, first_epoch: int):
+        require_fixed_length(loader.sampler, "prf.jax (Grain)")
         self._loader = loader
         self._first_epoch = int(first_epoch)
         self._n = len(loader)
@@ -123,6 +127,7 @@ class Sampler:
             )
         if num_epochs is not None and num_epochs < 1:
             raise ValueError(f"num_epochs must be >= 1 or None, got {num_epochs}")
+        require_fixed_length(sampler, "prf.jax.Sampler (Grain)")
         self._sampler = sampler
         self._num_epochs = num_epochs
         self._first_epoch = int(epoch)

@@ -101,6 +101,7 @@ class PyDataset(keras.utils.PyDataset):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         ds = _prf.as_dataset(source, **(open_kwargs or {}))
         self._loader = ds.loader(batch_size, **loader_kwargs)
+        _prf.sampling.require_fixed_length(self._loader.sampler, "prf.keras.PyDataset")
         keys = list(_sample_spec(ds, loader_kwargs))
         _check_selection(keys, inputs, "inputs")
         _check_selection(keys, targets, "targets")
@@ -206,6 +207,7 @@ def to_tf_dataset(
 
     ds = _prf.as_dataset(source, **(open_kwargs or {}))
     loader = ds.loader(batch_size, **loader_kwargs)
+    _prf.sampling.require_fixed_length(loader.sampler, "prf.keras.to_tf_dataset")
     nb = len(loader)
     full_spec = _signature(ds, batch_size, loader_kwargs, None, None)
     keys = list(full_spec)

@@ -104,7 +104,8 @@ class Normalizer:
     """Normalize (and unnormalize) the keys of a batch with per-feature statistics.
 
     Args:
-        modes: ``{key: mode}`` (see the module docstring).
+        modes: ``{key: mode}`` (see the module docstring). A goal key ``{key}.goal`` (see
+            :func:`prf.open_dataset`'s ``goal=``) without stats of its own takes ``key``'s.
         stats: ``{key: {"mean": ..., "std": ..., "min": ..., "max": ..., "q01": ...}}`` arrays or nested
             lists, as :meth:`prf.Dataset.stats` or :func:`prf.compute_stats` return.
         cameras: the camera keys (their values are frames, scaled to ``[0, 1]`` first).
@@ -131,9 +132,14 @@ class Normalizer:
             if m not in MODES:
                 raise StatsError(f"normalize[{key!r}]: unknown mode {mode!r}; modes: {sorted(MODES)}")
             self.modes[key] = m
+            goal_of = key[: -len(".goal")] if key.endswith(".goal") else None
+            if goal_of is not None and goal_of in self.cameras:
+                self.cameras.add(key)  # a goal image (open_dataset(goal=...)) is a frame of its camera
             need = MODES[m]
             if need is None:
                 continue
+            if key not in stats and goal_of is not None and goal_of in stats:
+                stats = {**stats, key: stats[goal_of]}  # {key}.goal: normalized with the key's statistics
             if key not in stats:
                 raise StatsError(
                     f"normalize[{key!r}] = {m!r}: no statistics for {key!r} (stats have {sorted(stats)[:12]}); "

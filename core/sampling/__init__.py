@@ -4,6 +4,7 @@ Every sampler's order is a pure function of those four values and of the dataset
 and resumes exactly from its ``state_dict()``.
 """
 
+from .curriculum import CurriculumSampler, CurriculumWeightedSampler
 from .samplers import (
     EpisodeChunkSampler,
     EpisodePoolSampler,
@@ -14,11 +15,12 @@ from .samplers import (
     WeightedSampler,
     default_rank_world_size,
     distinct_episodes_per_batch,
+    require_fixed_length,
     select_episodes,
     train_val_split,
     undelivered,
 )
 
-__all__ = ["EpisodeChunkSampler", "EpisodePoolSampler", "FilteredSampler", "Sampler", "SequentialSampler",
-           "ShuffleSampler", "WeightedSampler", "default_rank_world_size", "distinct_episodes_per_batch",
+__all__ = ["CurriculumSampler", "CurriculumWeightedSampler", "EpisodeChunkSampler", "EpisodePoolSampler", "FilteredSampler", "Sampler", "SequentialSampler",
+           "ShuffleSampler", "WeightedSampler", "default_rank_world_size", "distinct_episodes_per_batch", "require_fixed_length",
            "select_episodes", "train_val_split", "undelivered"]

@@ -15,6 +15,9 @@ Samplers (all share that sharding and the ``set_epoch`` / ``state_dict`` / ``loa
   table, or one side of :func:`train_val_split`), in order or shuffled.
 - :class:`EpisodeChunkSampler`: contiguous in-episode chunks of ``chunk_size`` frames, shuffled as units.
 - :class:`WeightedSampler`: draws with probabilities from per-episode, per-task or per-frame weights.
+- :class:`prf.sampling.CurriculumSampler` (:mod:`prf.sampling.curriculum`): the frames of the easiest
+  episodes by a score, the pool growing to all episodes as epochs advance;
+  :class:`prf.sampling.CurriculumWeightedSampler`: draws weighted towards the easy episodes, fading.
 """
 
 from __future__ import annotations
@@ -94,6 +97,9 @@ class Sampler:
     #: attributes that shape the order beyond the base ones: saved in :meth:`state_dict` and required
     #: to match on :meth:`load_state_dict`
     resume_params: tuple[str, ...] = ()
+    #: every epoch has ``len(self)`` positions (:class:`prf.sampling.CurriculumSampler` without
+    #: ``num_samples`` does not: its epochs grow); see :func:`require_fixed_length`
+    fixed_length = True
 
     def __init__(
         self,
@@ -174,6 +180,21 @@ class Sampler:
         return (
             f"{type(self).__name__}(num_samples={self.num_samples}, seed={self.seed}, epoch={self.epoch}, "
             f"rank={self.rank}, world_size={self.world_size})"
+        )
+
+
+def require_fixed_length(sampler: Any, user: str) -> None:
+    """For code that assumes every epoch has ``len(sampler)`` positions (Grain's and tf.data's index
+    spaces ``epoch * len + i``): refuse a sampler whose epoch length changes with the epoch.
+
+    Raises:
+        SamplerError: ``sampler.fixed_length`` is false (names ``user`` and the fix).
+    """
+    if not getattr(sampler, "fixed_length", True):
+        raise SamplerError(
+            f"{user} needs one epoch length for every epoch, but {type(sampler).__name__}'s epochs change "
+            f"length ({sampler!r}); give it a fixed one (CurriculumSampler(..., num_samples=N)) or use "
+            f"prf.Loader / prf.torch, which follow each epoch's own length"
         )
 
 
