@@ -2,10 +2,11 @@
 
 Planning (on the driver): the dataset is opened once with :func:`prf.open_dataset` (every open check
 runs there, so a bad dataset or option fails before any task starts). Its selected episodes are cut
-into *units*: runs of consecutive episodes that lie in the same video file of every selected video
-camera (v3.0: the episodes of one mp4 shard; v2.x: one episode, one file; no video camera: the
-episodes of one data file). Read tasks are consecutive units packed to about equal frame counts; a
-unit is never split, so every frame of a unit is decoded in one task.
+into *units* at the episode boundaries that are also video boundaries for every selected camera: the
+camera's file changes there, or the episode starts on a keyframe of the file it shares with the
+episode before (v3.0 shards written by LeRobot start every episode on a keyframe; v2.x has one file
+per episode). A unit is never split, so no file's GOP is decoded by two tasks. Read tasks are
+consecutive units packed to about equal frame counts (as many as Ray asks for, at most one per unit).
 
 Reading (in each task): the task reopens the dataset with ``episodes=`` its own episodes and takes
 its positions in order through :meth:`prf.Dataset.get_batch`, so each block's frames are planned by
@@ -69,20 +70,37 @@ class _RecentFrames(DecodeBackend):
         self.inner.close()
 
 
+def _starts_on_keyframe(ds: Dataset, camera: str, ordinal: int) -> bool:
+    """Whether the episode at ``ordinal`` (of the episodes table) starts on a keyframe of its video
+    file for ``camera`` (then a task boundary there makes no GOP decoded by two tasks)."""
+    table = ds.meta.episode_table
+    path = ds.meta.path(table.video_files[camera][int(table.video_file[camera][ordinal])])
+    index = ds.backend.index(str(path))
+    frame, _ = index.nearest(np.array([float(table.from_timestamp[camera][ordinal])]))
+    f = int(frame[0])
+    return int(index.gop_start[f]) == f
+
+
 def _units(ds: Dataset) -> list[tuple[list[int], int]]:
-    """``(episodes, frames)`` of each unit of ``ds`` (see the module doc), in dataset order."""
+    """``(episodes, frames)`` of each unit of ``ds`` (see the module doc), in dataset order: a new unit
+    starts at an episode whose every selected video camera either changes file or starts on a
+    keyframe of the file it shares with the episode before (LeRobot's writer starts every episode on
+    one); so no GOP is decoded by two read tasks. Without a video camera, each episode is a unit."""
     table = ds.meta.episode_table
     ords = table.ordinals(ds.episodes)
     cams = ds.video_cameras
-    keys = np.stack([table.video_file[c][ords] for c in cams], 1) if cams else table.data_file[ords][:, None]
+    keys = np.stack([table.video_file[c][ords] for c in cams], 1) if cams else None
     lengths = ds.episode_lengths
     units: list[tuple[list[int], int]] = []
     for j, e in enumerate(ds.episodes):
-        if units and j and np.array_equal(keys[j], keys[j - 1]):
-            units[-1][0].append(int(e))
-            units[-1] = (units[-1][0], units[-1][1] + int(lengths[j]))
-        else:
+        new = j == 0 or keys is None
+        if not new:
+            shared = [c for k, c in enumerate(cams) if keys[j, k] == keys[j - 1, k]]
+            new = all(_starts_on_keyframe(ds, c, int(ords[j])) for c in shared)
+        if new:
             units.append(([int(e)], int(lengths[j])))
+        else:
+            units[-1] = (units[-1][0] + [int(e)], units[-1][1] + int(lengths[j]))
     return units
 
 
@@ -133,8 +151,9 @@ def _block(batch: Mapping[str, Any]) -> Any:
 
 
 def read_group(source: Any, episodes: Sequence[int], open_kwargs: Mapping[str, Any], rows_per_block: int,
-               stats: dict[str, Any] | None = None) -> Iterator[Any]:
-    """The blocks of one read task: the samples of ``episodes`` (whole episodes, dataset order).
+               stats: dict[str, Any] | None = None, columns: Sequence[str] | None = None) -> Iterator[Any]:
+    """The blocks of one read task: the samples of ``episodes`` (whole episodes, dataset order), only
+    the keys ``columns`` when given.
 
     ``stats`` (optional): filled with ``{"decoded": {path: frames decoded}, "rows": n}`` (for tests).
     """
@@ -148,7 +167,8 @@ def read_group(source: Any, episodes: Sequence[int], open_kwargs: Mapping[str, A
     n = len(ds)
     try:
         for a in range(0, n, rows_per_block):
-            yield _block(ds.get_batch(np.arange(a, min(n, a + rows_per_block), dtype=np.int64)))
+            batch = ds.get_batch(np.arange(a, min(n, a + rows_per_block), dtype=np.int64))
+            yield _block(batch if columns is None else {k: batch[k] for k in columns})
     finally:
         recent.close()
     if stats is not None:
@@ -195,8 +215,10 @@ def _datasource_class():
     class LeRobotPrfDatasource(Datasource):
         """Ray Data source of prf samples (see :mod:`prf.ray._source`)."""
 
-        def __init__(self, target: Any, ds: Dataset, open_kwargs: dict[str, Any], rows_per_block: int | None):
+        def __init__(self, target: Any, ds: Dataset, open_kwargs: dict[str, Any], rows_per_block: int | None,
+                     columns: Sequence[str] | None = None):
             super().__init__()
+            self._columns = None if columns is None else list(columns)
             self._target = target
             self._open_kwargs = open_kwargs
             self._units = _units(ds)
@@ -220,12 +242,12 @@ def _datasource_class():
         def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                            data_context: Any = None) -> list[Any]:
             tasks = []
-            target, kw, rpb = self._target, self._open_kwargs, self._rows_per_block
+            target, kw, rpb, cols = self._target, self._open_kwargs, self._rows_per_block, self._columns
             for eps, n in _pack(self._units, parallelism if parallelism and parallelism > 0 else len(self._units)):
                 meta = BlockMetadata(num_rows=n, size_bytes=n * self._row_bytes, input_files=None, exec_stats=None)
 
                 def read(eps=eps):
-                    return read_group(target, eps, kw, rpb)
+                    return read_group(target, eps, kw, rpb, columns=cols)
 
                 try:
                     tasks.append(ReadTask(read, meta, per_task_row_limit=per_task_row_limit))
@@ -237,10 +259,19 @@ def _datasource_class():
 
 
 def datasource(source: Any, *, episodes: Iterable[int] | None = None, rows_per_block: int | None = None,
-               **open_kwargs: Any) -> Any:
-    """The Ray ``Datasource`` behind :func:`read_dataset` (for ``ray.data.read_datasource``)."""
+               columns: Sequence[str] | None = None, **open_kwargs: Any) -> Any:
+    """The Ray ``Datasource`` behind :func:`read_dataset` (for ``ray.data.read_datasource``).
+
+    Raises:
+        KeyError: ``columns`` names a key the samples do not have.
+    """
     target, ds, kw = _plan_source(source, episodes, open_kwargs)
-    return _datasource_class()(target, ds, kw, rows_per_block)
+    if columns is not None:
+        keys = list(ds.plan(np.zeros(1, np.int64)).data) + list(ds.cameras)
+        unknown = [c for c in columns if c not in keys]
+        if unknown:
+            raise KeyError(f"{ds.meta.root}: columns {unknown} are not keys of the samples (keys: {keys})")
+    return _datasource_class()(target, ds, kw, rows_per_block, columns)
 
 
 def read_dataset(
@@ -253,6 +284,7 @@ def read_dataset(
     backend: str = "pyav",
     streaming: bool = False,
     revision: str | None = None,
+    columns: Sequence[str] | None = None,
     rows_per_block: int | None = None,
     override_num_blocks: int | None = None,
     ray_remote_args: Mapping[str, Any] | None = None,
@@ -265,7 +297,9 @@ def read_dataset(
     (``observation.state`` ``float32 [D]``...), ``timestamp`` ``float32`` (s), the index columns
     ``int64``, ``task`` (str), cameras ``uint8 [H, W, C]``, and with a ``delta_timestamps`` window
     ``[T, ...]`` (cameras ``[T, H, W, C]``) plus ``{key}_is_pad`` ``bool [T]``. Multi-dimensional
-    values are Ray tensor columns: ``iter_torch_batches()`` gives ``torch.uint8 [B, (T,) H, W, C]``.
+    values are Ray tensor columns: ``iter_torch_batches()`` gives ``torch.uint8 [B, (T,) H, W, C]``
+    (leave out the ``task`` strings, which torch cannot hold: ``columns=`` or ``.drop_columns(["task"])``;
+    ``task_index`` is there).
 
     Read tasks are groups of whole episodes aligned to the video files (see :mod:`prf.ray._source`),
     each decoding its frames once, in order. Remote sources: an fsspec URL or Hub repo id with
@@ -279,12 +313,14 @@ def read_dataset(
             its options are used and the other options must be left out).
         episodes, delta_timestamps, cameras, tolerance_s, backend, streaming, revision: as
             :func:`prf.open_dataset`.
+        columns: keep only these keys of the samples (default: all).
         rows_per_block: samples per block (default: about 64 MiB of samples, at most 1024).
         override_num_blocks: read tasks to ask for (default: Ray's choice, at most one per unit).
         ray_remote_args: Ray options of the read tasks (``num_cpus``, ``memory``, ...).
 
     Raises:
         ImportError: Ray Data is not installed (``pip install 'prf[ray]'``).
+        KeyError: ``columns`` names a key the samples do not have.
         and what :func:`prf.open_dataset` raises, on the driver, before any task runs.
     """
     try:
@@ -299,6 +335,6 @@ def read_dataset(
             kw["streaming"] = True
         if revision is not None:
             kw["revision"] = revision
-    src = datasource(source, episodes=episodes, rows_per_block=rows_per_block, **kw)
+    src = datasource(source, episodes=episodes, rows_per_block=rows_per_block, columns=columns, **kw)
     return ray.data.read_datasource(src, override_num_blocks=override_num_blocks,
                                     ray_remote_args=dict(ray_remote_args or {}))
