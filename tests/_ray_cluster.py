@@ -47,6 +47,7 @@ class LocalCluster:
         self.proc = subprocess.Popen(
             [str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={self.port}",
              f"--num-cpus={num_cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
+             f"--ray-client-server-port={_free_port()}",
              f"--temp-dir={self.tmp}"],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 

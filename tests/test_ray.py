@@ -185,6 +185,21 @@ def test_streaming_split_shards(cluster):
     assert sorted(got[0] + got[1]) == ds.column("index").tolist()
 
 
+def test_preserve_order_gives_dataset_order(cluster):
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    old = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
+    try:
+        root = dataset_path("pusht_sim_v30")
+        rds = prf.ray.read_dataset(root, cameras=[], rows_per_block=50, override_num_blocks=6)
+        got = [i for b in rds.iter_batches(batch_size=None, batch_format="numpy") for i in b["index"].tolist()]
+    finally:
+        ctx.execution_options.preserve_order = old
+    assert got == prf.open_dataset(root, cameras=[]).column("index").tolist()
+
+
 def test_streamed_remote_source(cluster):
     """A dataset on an HTTP server (byte ranges, 127.0.0.1): each task streams its own episodes."""
     from _range_server import RangeServer
