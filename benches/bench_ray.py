@@ -6,8 +6,10 @@ not install here (PyPI has 0.4.4 at most for this machine), so this is the best 
 without prf that runs here.
 
 Each pipeline runs in its own Python process with its own local Ray (``ray.init(num_cpus=N)``), over
-the same samples in the same (dataset) order, consumed with ``iter_batches``; samples/s is rows over
-the wall time from building the pipeline to the last row (Ray's start excluded), divided by N.
+the same samples in the same (dataset) order, consumed with ``iter_batches(batch_size=64)``, for
+``--epochs`` epochs (the pipeline run again, as training epochs do); samples/s per CPU is an epoch's
+rows over its wall time (from building the pipeline to its last row), divided by N. Epoch 1 is cold:
+it includes starting the worker processes (imports, dataset opens); Ray's own start is excluded.
 
 The LeRobot side needs a Python with LeRobot 0.4.4 and Ray: a virtualenv over the LeRobot reference
 venv's packages plus Ray (the reference venv itself is shared and left unchanged)::
@@ -54,14 +56,27 @@ def _run_prf(a) -> dict:
     ray.init(num_cpus=a.cpus, include_dashboard=False, log_to_driver=False)
     root = Path(a.root)
     t0 = time.perf_counter()
-    rds = prf.ray.read_dataset(root, episodes=a.episodes, delta_timestamps=_dts(root))
-    rows, first = 0, None
-    for b in rds.iter_batches(batch_size=64, batch_format="numpy"):
-        rows += len(b["index"])
-        first = first or time.perf_counter()
-    t = time.perf_counter() - t0
+    return _consume(ray, lambda: prf.ray.read_dataset(root, episodes=a.episodes, delta_timestamps=_dts(root)), t0,
+                    a.epochs)
+
+
+def _consume(ray, make, t0: float, epochs: int) -> dict:
+    """Epochs over every row (``make()`` builds the pipeline), batches of 64: wall time per epoch
+    (epoch 1 includes starting the worker processes, their imports and dataset opens; later epochs
+    run the same pipeline again on warm workers, as training epochs do)."""
+    walls, steady, rows = [], [], 0
+    for e in range(epochs):
+        t = time.perf_counter() if e else t0
+        rows, first, first_rows = 0, None, 0
+        for b in make().iter_batches(batch_size=64, batch_format="numpy"):
+            rows += len(b["index"])
+            if first is None:
+                first, first_rows = time.perf_counter(), rows
+        end = time.perf_counter()
+        walls.append(end - t)
+        steady.append((rows - first_rows) / max(end - first, 1e-9))
     ray.shutdown()
-    return {"rows": rows, "wall_s": t, "first_batch_s": first - t0}
+    return {"rows": rows, "epoch_wall_s": walls, "after_first_batch_samples_per_s": steady}
 
 
 class _LeRobotMap:
@@ -97,16 +112,9 @@ def _run_lerobot(a) -> dict:
 
     n = LeRobotDataset("bench/" + root.name, root=str(root), episodes=a.episodes).num_frames
     # the ids as in-memory blocks (ray.data.range's read task would need a CPU the actors hold: a deadlock)
-    rds = ray.data.from_items([{"id": i} for i in range(n)], override_num_blocks=max(a.cpus * 4, 8)).map_batches(
-        _LeRobotMap, fn_constructor_args=(str(root), a.episodes, _dts(root)), batch_size=64, concurrency=a.cpus,
-        num_cpus=1)
-    rows, first = 0, None
-    for b in rds.iter_batches(batch_size=64, batch_format="numpy"):
-        rows += len(b["index"])
-        first = first or time.perf_counter()
-    t = time.perf_counter() - t0
-    ray.shutdown()
-    return {"rows": rows, "wall_s": t, "first_batch_s": first - t0}
+    ids = ray.data.from_items([{"id": i} for i in range(n)], override_num_blocks=max(a.cpus * 4, 8))
+    return _consume(ray, lambda: ids.map_batches(_LeRobotMap, fn_constructor_args=(str(root), a.episodes, _dts(root)),
+                                                 batch_size=64, concurrency=a.cpus, num_cpus=1), t0, a.epochs)
 
 
 def main() -> None:
@@ -114,6 +122,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="so101_wrist_v30")
     ap.add_argument("--episodes", default="0,1", help="comma-separated episodes (default 0,1); 'all' for all")
     ap.add_argument("--cpus", type=int, default=2, help="Ray CPUs of each pipeline (default 2)")
+    ap.add_argument("--epochs", type=int, default=2, help="epochs of each pipeline (default 2; 1 is cold)")
     ap.add_argument("--lerobot-python", default=str(HERE / ".." / ".." / ".ray-lerobot-venv" / "bin" / "python"))
     ap.add_argument("--run", choices=["prf", "lerobot"], help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
@@ -128,23 +137,29 @@ def main() -> None:
     results = {}
     for name, py in (("prf.ray.read_dataset", sys.executable), ("LeRobotDataset via ray.data map_batches", a.lerobot_python)):
         cmd = [py, __file__, "--run", "prf" if name.startswith("prf") else "lerobot", "--root", str(root),
-               "--episodes", a.episodes, "--cpus", str(a.cpus)]
+               "--episodes", a.episodes, "--cpus", str(a.cpus), "--epochs", str(a.epochs)]
         p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
         line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
         if p.returncode or not line:
             sys.exit(f"{name} failed ({p.returncode}):\n{p.stderr[-4000:]}")
         r = json.loads(line[-1][7:])
-        r["samples_per_s_per_cpu"] = r["rows"] / r["wall_s"] / a.cpus
+        r["samples_per_s_per_cpu"] = [r["rows"] / w / a.cpus for w in r["epoch_wall_s"]]
+        r["after_first_batch_per_cpu"] = [v / a.cpus for v in r["after_first_batch_samples_per_s"]]
         results[name] = r
-        print(f"{name:42s} rows {r['rows']:6d}  wall {r['wall_s']:7.1f} s  first batch {r['first_batch_s']:6.1f} s  "
-              f"{r['samples_per_s_per_cpu']:7.1f} samples/s per CPU", flush=True)
+        print(f"{name:42s} rows {r['rows']:6d}  " + "  ".join(
+            f"epoch {e + 1}: {w:6.1f} s, {v:6.1f} samples/s per CPU ({f:6.1f} after its first batch)"
+            for e, (w, v, f) in enumerate(zip(r["epoch_wall_s"], r["samples_per_s_per_cpu"],
+                                              r["after_first_batch_per_cpu"]))), flush=True)
     (p_, l_) = results.values()
-    ratio = p_["samples_per_s_per_cpu"] / l_["samples_per_s_per_cpu"]
-    print(f"ratio prf / LeRobot: {ratio:.2f}x  ({a.dataset}, episodes {a.episodes}, {a.cpus} Ray CPUs, "
-          f"windows: 2 frames per camera, 2 states, 16 actions)")
+    ratios = [x / y for x, y in zip(p_["samples_per_s_per_cpu"], l_["samples_per_s_per_cpu"])]
+    after = [x / y for x, y in zip(p_["after_first_batch_per_cpu"], l_["after_first_batch_per_cpu"])]
+    print(f"ratio prf / LeRobot per epoch: {', '.join(f'{r:.2f}x' for r in ratios)}; after each epoch's first "
+          f"batch: {', '.join(f'{r:.2f}x' for r in after)}  ({a.dataset}, episodes "
+          f"{a.episodes}, {a.cpus} Ray CPUs, windows: 2 frames per camera, 2 states, 16 actions)")
     if a.out:
         Path(a.out).write_text(json.dumps({"dataset": a.dataset, "episodes": a.episodes, "cpus": a.cpus,
-                                           "results": results, "ratio": ratio}, indent=2))
+                                           "results": results, "ratio_per_epoch": ratios,
+                                           "ratio_after_first_batch": after}, indent=2))
 
 
 if __name__ == "__main__":
