@@ -40,6 +40,8 @@ class LocalCluster:
         self.address = f"127.0.0.1:{self.port}"
         self.tmp = tempfile.mkdtemp(prefix="prf-ray-", dir="/tmp")  # short: Ray's socket paths are limited
         ray_bin = Path(sys.executable).with_name("ray")
+        if not ray_bin.exists():
+            ray_bin = Path(shutil.which("ray") or "ray")
         self.log = open(Path(self.tmp) / "ray-start.log", "w")
         # token authentication off for this private 127.0.0.1 cluster (the driver uses the same setting)
         os.environ["RAY_AUTH_MODE"] = "disabled"

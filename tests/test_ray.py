@@ -105,8 +105,10 @@ def test_tasks_aligned_to_video_files(monkeypatch):
     units = _units(ds)
     assert [u for u, _ in units] == [[e] for e in ds.episodes]  # every episode starts on a keyframe here
     monkeypatch.setattr(src, "_starts_on_keyframe", lambda *a: False)
-    ds = prf.open_dataset(dataset_path("aloha_multicam_v30"), cameras=["observation.images.top",
-                                                                       "observation.images.angle"])
+    both = prf.open_dataset(dataset_path("aloha_multicam_v30"), cameras=["observation.images.top",
+                                                                         "observation.images.angle"])
+    assert len(_units(both)) == 1  # their 3 and 2 files never change at the same episode
+    ds = prf.open_dataset(dataset_path("aloha_multicam_v30"), cameras=["observation.images.top"])
     units = _units(ds)
     assert sum(n for _, n in units) == len(ds) and [e for u, _ in units for e in u] == ds.episodes
     for (a, _), (b, _) in zip(units, units[1:]):  # every camera changes file between units
@@ -212,6 +214,16 @@ def test_streamed_remote_source(cluster):
         assert srv.requests if hasattr(srv, "requests") else True
     ds = prf.open_dataset(root, delta_timestamps=oj["delta_timestamps"], episodes=[0, 1, 2])
     _assert_equal_to_prf(got, ds.get_batch(np.arange(len(ds))), ds.cameras)
+
+
+def test_import_needs_no_ray():
+    """``import prf`` and ``import prf.ray`` (and building the CLI parser with its --ray flags) import no Ray."""
+    import subprocess
+    import sys
+
+    code = ("import sys, prf, prf.ray, prf.cli; prf.cli.build_parser(); "
+            "assert 'ray' not in sys.modules, sorted(m for m in sys.modules if m.startswith('ray'))")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_bad_source_fails_on_the_driver(cluster, tmp_path):
