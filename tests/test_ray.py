@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,47 @@ def test_bad_source_fails_on_the_driver(cluster, tmp_path):
         prf.ray.read_dataset(tmp_path / "nope")
     with pytest.raises(prf.errors.DeltaTimestampsError):
         prf.ray.read_dataset(dataset_path("pusht_sim_v30"), delta_timestamps={"action": [0.05]})
+
+
+def test_ray_train_torch_trainer(cluster, tmp_path):
+    """The README recipe: a TorchTrainer gets the dataset through ``datasets={"train": ...}`` and each
+    epoch's shard holds every sample once (one worker), with prf's values; a tiny model trains on it."""
+    pytest.importorskip("torch")
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    root = dataset_path("pusht_sim_v30")
+    dts = {"observation.image": [-0.1, 0.0], "action": [0.0, 0.1, 0.2]}
+    cols = ["index", "observation.image", "observation.state", "action", "action_is_pad"]
+    train = prf.ray.read_dataset(root, episodes=[0, 1], delta_timestamps=dts, columns=cols)
+    ds = prf.open_dataset(root, episodes=[0, 1], delta_timestamps=dts, cameras=[])
+    want_action_sum = float(ds.get_batch(np.arange(len(ds)))["action"].astype(np.float64).sum())
+
+    def loop(config):
+        import torch
+
+        shard = ray.train.get_dataset_shard("train")
+        model = torch.nn.Linear(2, 6)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+        for epoch in range(2):
+            rows, index_sum, action_sum = 0, 0, 0.0
+            for b in shard.iter_torch_batches(batch_size=32):
+                assert b["observation.image"].dtype == torch.uint8 and b["observation.image"].shape[1:] == (2, 96, 96, 3)
+                loss = torch.nn.functional.mse_loss(model(b["observation.state"]), b["action"].reshape(-1, 6))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                rows += len(b["index"])
+                index_sum += int(b["index"].sum())
+                action_sum += float(b["action"].double().sum())
+            metrics = {"epoch": epoch, "rows": rows, "index_sum": index_sum, "action_sum": action_sum}
+            (Path(config["out"]) / f"epoch{epoch}.json").write_text(json.dumps(metrics))  # the same machine
+            ray.train.report(metrics)
+
+    TorchTrainer(loop, datasets={"train": train}, train_loop_config={"out": str(tmp_path)},
+                 scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=False),
+                 run_config=ray.train.RunConfig(storage_path=str(tmp_path / "train"), name="prf")).fit()
+    for epoch in range(2):
+        m = json.loads((tmp_path / f"epoch{epoch}.json").read_text())
+        assert m["rows"] == len(ds) and m["index_sum"] == int(ds.column("index").sum())
+        assert abs(m["action_sum"] - want_action_sum) < 1e-3 * max(1.0, abs(want_action_sum))
