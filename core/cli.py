@@ -66,7 +66,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if args.ray:
         from .ray import _cli
 
-        reports = _cli.convert(args)
+        try:
+            reports = _cli.convert(args)
+        except (FileNotFoundError, ImportError) as e:
+            print(f"prf: error: {e}", file=sys.stderr)
+            return 1
         if args.json:
             print(json.dumps([r.to_dict() for r in reports], indent=2))
         elif not args.quiet:
@@ -228,7 +232,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.ray:
         from .ray import _cli
 
-        _print_table(_cli.score(args), _out_format(args))
+        try:
+            table = _cli.score(args)
+        except ImportError as e:
+            print(f"prf: error: {e}", file=sys.stderr)
+            return 1
+        _print_table(table, _out_format(args))
         return 0
     if len(args.path) > 1:
         print("prf score: several datasets need --ray ADDRESS", file=sys.stderr)

@@ -166,3 +166,20 @@ def test_cli_ray_flags(cluster, logs, tmp_path, capsys):
         mine = [r for r in rows if r["dataset"] == s]
         assert [r["episode_index"] for r in mine] == want.column("episode_index").to_pylist()
         assert [r["length"] for r in mine] == want.column("length").to_pylist()
+
+
+def test_a_bad_log_is_named_and_the_others_are_written(cluster, logs, tmp_path):
+    """A prf error in one task is not retried: after the job, one error names that log; the other logs'
+    outputs are complete."""
+    made, _ = logs
+    bad = tmp_path / "broken.mcap"
+    bad.write_bytes(b"not a log at all" * 64)
+    with pytest.raises(prf.errors.PrfError, match="broken.mcap") as err:
+        prf.ray.convert_logs([made[0], bad], tmp_path / "out")
+    assert "1 of 2 task(s) failed" in str(err.value)
+    _assert_same_conversion(tmp_path / "out" / made[0].name,
+                            Path(prf.convert_log(made[0], tmp_path / "single", progress=False).out_dir))
+    assert not (tmp_path / "out" / "broken").exists()
+    from prf.cli import main
+
+    assert main(["convert", str(tmp_path / "nope.mcap"), str(tmp_path / "o2"), "--ray", cluster.address]) == 1
