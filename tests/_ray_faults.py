@@ -51,3 +51,23 @@ def kill_once_hook(marker_dir: str, convert_out: str):
         prf.ingest.log_to_lerobot = log_to_lerobot
 
     return setup
+
+
+def kill_read_once_hook(marker_dir: str):
+    """A setup hook making every read task of ``prf.ray.read_dataset`` die (SIGKILL) once, after it
+    yielded its first block."""
+
+    def setup() -> None:
+        import prf.ray._source as source
+
+        real = source.read_group
+
+        def read_group(src, episodes, *a, **kw):
+            for k, block in enumerate(real(src, episodes, *a, **kw)):
+                if k == 1 and _first_attempt(marker_dir, "read", repr(list(episodes))):
+                    os.kill(os.getpid(), signal.SIGKILL)  # one block out, the task dies mid-way
+                yield block
+
+        source.read_group = read_group
+
+    return setup
