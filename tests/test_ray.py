@@ -242,6 +242,24 @@ def test_streamed_remote_source(cluster, name):
     _assert_equal_to_prf(got, ds.get_batch(np.arange(len(ds))), ds.cameras)
 
 
+def test_concurrent_streamed_opens(tmp_path):
+    """Processes opening the same streamed URL at once (read tasks on one node) share one meta/ mirror:
+    each refreshes it under a lock, so none reads another's half-fetched files."""
+    import subprocess
+    import sys
+
+    from _range_server import RangeServer
+
+    code = ("import sys, prf\n"
+            "for _ in range(6): assert len(prf.open_dataset(sys.argv[1], streaming=True, cameras=[])) == 3850\n")
+    with RangeServer(LEROBOT) as srv:
+        env = dict(__import__("os").environ, PRF_CACHE=str(tmp_path / "cache"))
+        procs = [subprocess.Popen([sys.executable, "-c", code, f"{srv.url}/pusht_sim_v30"], env=env,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errors = [p.communicate(timeout=240)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [e[-800:] for e in errors]
+
+
 def test_import_needs_no_ray():
     """``import prf`` and ``import prf.ray`` (and building the CLI parser with its --ray flags) import no Ray."""
     import subprocess
