@@ -90,10 +90,15 @@ class LocalCluster:
 _SHARED: LocalCluster | None = None
 
 
-def shared_cluster(config) -> LocalCluster:
+def shared_cluster(config):
     """One cluster for every Ray test module of the session, stopped when pytest ends (``config``:
-    pytest's config, whose cleanup stops it)."""
+    pytest's config, whose cleanup stops it); a generator for a module fixture: this process is
+    connected during the module only (Ray's driver threads do not outlive it)."""
+    import ray
+
     global _SHARED
+    if _SHARED is not None and not ray.is_initialized():
+        _SHARED.connect()
     if _SHARED is None:
         ray_or_skip()
         _SHARED = LocalCluster(num_cpus=2)
@@ -104,4 +109,5 @@ def shared_cluster(config) -> LocalCluster:
             _SHARED = None
             raise
         config.add_cleanup(_SHARED.stop)
-    return _SHARED
+    yield _SHARED
+    ray.shutdown()

@@ -24,7 +24,7 @@ from prf.ray._source import _units, read_group  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    return shared_cluster(request.config)
+    yield from shared_cluster(request.config)
 
 
 def _oracle(name):

@@ -27,7 +27,7 @@ LERO = dict(fps=FPS, state=["/joint_states/position"], action=["/cmd_vel/linear.
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    return shared_cluster(request.config)
+    yield from shared_cluster(request.config)
 
 
 @pytest.fixture(scope="module")
