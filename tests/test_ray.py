@@ -270,6 +270,18 @@ def test_import_needs_no_ray():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_open_dataset_as_source(cluster):
+    """An open prf.Dataset: its episodes, windows and cameras are used; other options are refused."""
+    root = dataset_path("pusht_sim_v30")
+    ds = prf.open_dataset(root, episodes=[2, 5], delta_timestamps={"action": [0.0, 0.1]}, cameras=[])
+    got = _collect(prf.ray.read_dataset(ds))
+    _assert_equal_to_prf(got, ds.get_batch(np.arange(len(ds))), [])
+    with pytest.raises(TypeError):
+        prf.ray.read_dataset(ds, episodes=[1])
+    with pytest.raises(KeyError, match="nope"):
+        prf.ray.read_dataset(root, columns=["index", "nope"])
+
+
 def test_bad_source_fails_on_the_driver(cluster, tmp_path):
     with pytest.raises(prf.errors.MetadataError):
         prf.ray.read_dataset(tmp_path / "nope")
