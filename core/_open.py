@@ -76,13 +76,35 @@ def _stream_url(url: str) -> tuple[Path, DatasetMeta]:
     fs, root = fsspec.core.url_to_fs(url)
     root = root.rstrip("/")
     local = remote_cache_dir() / (hashlib.sha1(url.encode()).hexdigest()[:16] + "-stream") / (Path(root).name or "ds")
-    if local.is_dir():  # meta/ of an earlier open: fetched again (it is small, and may have changed)
-        for f in (local / "meta").rglob("*"):
-            if f.is_file():
-                f.unlink()
-    meta = _fetch_meta(fs, root, local, url)
+    with _mirror_lock(local.parent):  # processes opening the same URL at once (Ray tasks on one node)
+        if local.is_dir():  # meta/ of an earlier open: fetched again (it is small, and may have changed)
+            for f in (local / "meta").rglob("*"):
+                if f.is_file():
+                    f.unlink()
+        meta = _fetch_meta(fs, root, local, url)
     register_root(local, url)
     return local, meta
+
+
+class _mirror_lock:
+    """An exclusive ``flock`` on ``folder/.lock`` (blocking; none where ``fcntl`` is missing): one
+    process at a time refreshes a streamed dataset's ``meta/`` mirror and reads it."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.fd = folder, None
+
+    def __enter__(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.folder / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock
 
 
 def _download(fs, src: str, dst: Path) -> None:

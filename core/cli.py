@@ -5,6 +5,7 @@
     prf cache build DATASET [--json] [--cache-dir D] [--size HxW] | prf cache clean [--json]
     prf convert LOG OUT [--topics T ...] [--start NS] [--end NS] [--json]
                                       robot log (MCAP, ROS 1/2 bag) -> per-topic Parquet (needs prf[ingest])
+    prf convert LOG [LOG ...] OUT --ray ADDRESS | prf score PATH [PATH ...] --ray ADDRESS   as Ray jobs
     prf query PATH "SQL" [--json | --csv]   SQL over frames/episodes/tasks/scores (needs prf[query])
     prf validate PATH [--json]        integrity checks before training (exit 1 when an error is found)
     prf score PATH [--json]           per-episode quality scores
@@ -89,8 +90,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .ingest import convert_log
 
+    if args.ray:
+        from .ray import _cli
+
+        try:
+            reports = _cli.convert(args)
+        except (FileNotFoundError, ImportError) as e:
+            print(f"prf: error: {e}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps([r.to_dict() for r in reports], indent=2))
+        elif not args.quiet:
+            print("\n\n".join(r.format_text() for r in reports))
+        return 0 if all(r.complete for r in reports) else 4
+    if len(args.log) > 1:
+        print("prf convert: several logs need --ray ADDRESS (or convert them one at a time)", file=sys.stderr)
+        return 2
     try:
-        report = convert_log(args.log, args.out, topics=args.topics, start=args.start, end=args.end,
+        report = convert_log(args.log[0], args.out, topics=args.topics, start=args.start, end=args.end,
                              overwrite=args.overwrite, progress=not (args.json or args.quiet))
     except FileNotFoundError as e:
         print(f"prf: error: {e}", file=sys.stderr)
@@ -239,7 +256,20 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     from .query import score_episodes
 
-    table = score_episodes(args.path, cameras=None if not args.no_cameras else [], samples=args.samples)
+    if args.ray:
+        from .ray import _cli
+
+        try:
+            table = _cli.score(args)
+        except ImportError as e:
+            print(f"prf: error: {e}", file=sys.stderr)
+            return 1
+        _print_table(table, _out_format(args))
+        return 0
+    if len(args.path) > 1:
+        print("prf score: several datasets need --ray ADDRESS", file=sys.stderr)
+        return 2
+    table = score_episodes(args.path[0], cameras=None if not args.no_cameras else [], samples=args.samples)
     _print_table(table, _out_format(args))
     return 0
 
@@ -280,7 +310,8 @@ def _add_query_commands(sub) -> None:
                        description="One row per episode: state_variance, action_magnitude, motion_smoothness (jerk), "
                        "idle_fraction, dropped/duplicated frames, gripper events, diversity, and per camera "
                        "sharpness and frozen fraction (sampled frames). See prf.score_episodes for formulas.")
-    s.add_argument("path", help="dataset folder")
+    s.add_argument("path", nargs="+", help="dataset folder (several with --ray)")
+    _ray_argument(s, "the scoring (one task per dataset)")
     fmt = s.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print a JSON array of row objects")
     fmt.add_argument("--csv", action="store_true", help="print CSV with a header row")
@@ -452,6 +483,12 @@ def _add_edit_commands(sub) -> None:
     ex.set_defaults(func=_cmd_export)
 
 
+def _ray_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    from .ray._cli import add_ray_argument  # imports no Ray
+
+    add_ray_argument(parser, what)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prf", description="Fast, frame-exact LeRobot dataset loading.")
     from ._version import __version__
@@ -489,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "publish_time in int64 ns, message fields flattened to dotted columns) plus "
                           "metadata.json and stats.json. Topics that cannot be decoded are skipped and "
                           "reported; exit code 4 when anything was skipped for an error.")
-    conv.add_argument("log", help="log file or rosbag2 folder")
+    conv.add_argument("log", nargs="+", help="log file or rosbag2 folder (several with --ray)")
     conv.add_argument("out", help="output folder (must not exist unless --overwrite)")
     conv.add_argument("--topics", nargs="+", default=None, metavar="TOPIC", help="convert only these topics")
     conv.add_argument("--start", type=int, default=None, help="keep messages with log_time >= START (ns)")
@@ -497,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     conv.add_argument("--json", action="store_true", help="print the conversion report as JSON")
     conv.add_argument("--quiet", action="store_true", help="no progress bar and no report")
+    _ray_argument(conv, "the conversion (one task per log, into OUT/<log name>)")
     conv.set_defaults(func=_cmd_convert)
     cache = sub.add_parser("cache", help="decoded-frame cache: build or clean",
                            description="Decode every frame of a dataset's videos once into memory-mapped files; "
