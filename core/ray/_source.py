@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .._open import open_dataset
 from ..dataset import Dataset
 from ..decode import DecodeBackend, VideoIndex, resolve_backend
 from ..errors import OptionsError
@@ -157,13 +158,11 @@ def read_group(source: Any, episodes: Sequence[int], open_kwargs: Mapping[str, A
 
     ``stats`` (optional): filled with ``{"decoded": {path: frames decoded}, "rows": n}`` (for tests).
     """
-    import prf
-
     kw = dict(open_kwargs)
     backend = kw.pop("backend", "pyav")
     inner = backend if isinstance(backend, DecodeBackend) else resolve_backend(backend, device=kw.get("device", "cpu"))
     recent = _RecentFrames(inner)
-    ds = prf.open_dataset(source, episodes=list(episodes), backend=recent, **kw)
+    ds = open_dataset(source, episodes=list(episodes), backend=recent, **kw)
     n = len(ds)
     try:
         for a in range(0, n, rows_per_block):
@@ -179,8 +178,6 @@ def read_group(source: Any, episodes: Sequence[int], open_kwargs: Mapping[str, A
 def _plan_source(source: Any, episodes: Iterable[int] | None, open_kwargs: dict[str, Any]
                  ) -> tuple[Any, Dataset, dict[str, Any]]:
     """``(what tasks open, the dataset opened on the driver, the open options tasks use)``."""
-    import prf
-
     if isinstance(source, Dataset):
         if open_kwargs or episodes is not None:
             raise TypeError("read_dataset(open prf.Dataset): give the options to open_dataset, not here")
@@ -196,7 +193,7 @@ def _plan_source(source: Any, episodes: Iterable[int] | None, open_kwargs: dict[
     if hasattr(source, "get_batch") and hasattr(source, "dataset"):  # a view: with_transforms(...)
         raise TypeError("read_dataset takes a dataset source or a prf.Dataset, not a transformed view; "
                         "apply transforms in ray.data's map_batches")
-    ds = prf.open_dataset(source, episodes=episodes, **open_kwargs)
+    ds = open_dataset(source, episodes=episodes, **open_kwargs)
     target = str(source)
     if not getattr(ds, "streaming", False) and not open_kwargs.get("streaming"):
         # a folder, or a URL / repo id already resolved to a local copy: tasks open the resolved root
@@ -293,7 +290,7 @@ def read_dataset(
 
     Row ``i`` (in dataset order; Ray keeps it with ``DataContext.execution_options.preserve_order``,
     and every row carries ``index``, ``episode_index`` and ``frame_index``) equals ``ds[i]`` of
-    ``prf.open_dataset(source, ...)`` with the same options: every non-camera feature
+    ``open_dataset(source, ...)`` with the same options: every non-camera feature
     (``observation.state`` ``float32 [D]``...), ``timestamp`` ``float32`` (s), the index columns
     ``int64``, ``task`` (str), cameras ``uint8 [H, W, C]``, and with a ``delta_timestamps`` window
     ``[T, ...]`` (cameras ``[T, H, W, C]``) plus ``{key}_is_pad`` ``bool [T]``. Multi-dimensional
