@@ -32,8 +32,10 @@ def _all(root: Path) -> list[int]:
     return G1_PRESENT if root == G1 else list(prf.DatasetMeta(root).episodes)
 
 
-def odd_dataset(root: Path) -> Path:
-    """A prf-written dataset whose odd-length episodes start inside GOPs (re-encode needed)."""
+def odd_dataset(root: Path, codec: str = "auto") -> Path:
+    """A prf-written dataset whose odd-length episodes start inside GOPs (re-encode needed); with
+    ``codec="h264"``, x264's stream has a B-frame delay (dts one frame before pts) and its parameter
+    sets in avcC, which spliced re-encoded GOPs must respect."""
     rng = np.random.default_rng(0)
     feats = {"observation.state": {"dtype": "float32", "shape": [2]},
              "observation.images.cam": {"dtype": "video", "shape": [64, 64, 3]}}
@@ -46,7 +48,7 @@ def odd_dataset(root: Path) -> Path:
                 "task": f"t{e % 2}"}
 
     return prf.write_lerobot_dataset(root, feats, [ep(e, n) for e, n in enumerate([11, 8, 13, 9, 10])], 10,
-                                     progress=False)
+                                     progress=False, video_codec=codec)
 
 
 def build_cases(tmp: Path) -> dict[str, tuple[Path, list, bool]]:
@@ -102,6 +104,10 @@ def build_cases(tmp: Path) -> dict[str, tuple[Path, list, bool]]:
     odd = odd_dataset(tmp / "odd")
     prf.delete_episodes(odd, tmp / "delete_odd", [0], **kw)
     c["delete_odd"] = (tmp / "delete_odd", _src(odd, [1, 2, 3, 4]), True)
+    odd264 = odd_dataset(tmp / "odd_h264", codec="h264")
+    r = prf.delete_episodes(odd264, tmp / "delete_odd_h264", [1], **kw)
+    assert r["reencoded_frames"] > 0, r  # the case must splice re-encoded GOPs into the x264 stream
+    c["delete_odd_h264"] = (tmp / "delete_odd_h264", _src(odd264, [0, 2, 3, 4]), True)
     return c
 
 

@@ -52,7 +52,7 @@ def test_comparison_can_fail(cases):
 def test_every_frame_of_an_edit(cases):
     """All frames, not a sample: the remuxed aloha delete (3 cameras, episodes mid-shard) and the
     re-encoded GOPs of the odd-length dataset."""
-    for name in ("delete_aloha", "delete_odd", "upgrade_g1"):
+    for name in ("delete_aloha", "delete_odd", "delete_odd_h264", "upgrade_g1"):
         root, mapping, reencoded = cases[name]
         n = prf.DatasetMeta(root).total_frames
         idx = list(range(n))

@@ -17,6 +17,7 @@ import struct
 import threading
 import warnings
 import zlib
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -57,10 +58,12 @@ class VideoIndex:
     def num_frames(self) -> int:
         return int(self.pts.shape[0])
 
-    @property
+    @functools.cached_property
     def times(self) -> np.ndarray:
-        """``float64 [N]`` presentation time of each frame, seconds."""
-        return self.pts.astype(np.float64) * float(self.time_base)
+        """``float64 [N]`` presentation time of each frame, seconds (computed once, read-only)."""
+        t = self.pts.astype(np.float64) * float(self.time_base)
+        t.flags.writeable = False
+        return t
 
     @property
     def num_keyframes(self) -> int:
@@ -68,8 +71,9 @@ class VideoIndex:
 
     @property
     def nbytes(self) -> int:
-        """Estimated memory of this index in bytes (its arrays plus 1 KiB of object overhead)."""
-        return int(self.pts.nbytes + self.keyframe.nbytes + self.gop_start.nbytes + 1024)
+        """Estimated memory of this index in bytes (its arrays, the ``times`` computed from them, plus
+        1 KiB of object overhead)."""
+        return int(2 * self.pts.nbytes + self.keyframe.nbytes + self.gop_start.nbytes + 1024)
 
     def frame_of(self, pts: int) -> int | None:
         """The index of the frame whose pts is ``pts`` (``time_base`` units), or ``None``."""

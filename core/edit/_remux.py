@@ -133,6 +133,31 @@ def _chain(first, rest):
         yield pkt
 
 
+def _annexb_to_avcc(pkt, length_size: int):
+    """An H.264 packet from an encoder without global header (Annex B: NAL units after 00 00 01 start
+    codes, SPS/PPS in band) as mp4 wants it: each NAL unit prefixed by its length (``length_size``
+    bytes, big-endian). Packets already in that form pass unchanged."""
+    import re
+
+    import av
+
+    data = bytes(pkt)
+    if not (data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01")):
+        return pkt
+    starts = [m.end() for m in re.finditer(b"\x00\x00\x01", data)]
+    out = bytearray()
+    for k, a in enumerate(starts):
+        b = starts[k + 1] - 3 if k + 1 < len(starts) else len(data)
+        nal = data[a:b]
+        if k + 1 < len(starts) and nal.endswith(b"\x00"):  # a 4-byte start code's leading zero
+            nal = nal[:-1]
+        out += len(nal).to_bytes(length_size, "big") + nal
+    new = av.Packet(bytes(out))
+    new.pts, new.dts, new.time_base = pkt.pts, pkt.dts, pkt.time_base
+    new.is_keyframe = pkt.is_keyframe
+    return new
+
+
 class ShardWriter:
     """One output mp4 assembled from spans. The stream's codec parameters are copied from
     ``template`` (a source file of the same camera).
@@ -158,6 +183,11 @@ class ShardWriter:
         self.frames = 0
         self.bytes = 0
         self.reencoded_frames = 0
+        # H.264 in mp4 (avcC): NAL units are prefixed by their length in this many bytes (avcC byte 4)
+        extradata = template.stream.codec_context.extradata or b""
+        self._nal_length_size = (extradata[4] & 3) + 1 if len(extradata) > 4 and extradata[0] == 1 else 4
+        self._last_dts: int | None = None  # of the last muxed packet, in the stream's time base
+        self._delay = Fraction(0)  # seconds from dts to pts of the last copied packet (B-frame delay)
 
     def add_span(self, src: SourceVideo, f0: int, f1: int) -> float:
         """Append source frames ``[f0, f1)``; returns the output time (seconds) of frame ``f0``."""
@@ -190,13 +220,32 @@ class ShardWriter:
         self._mux_shifted(pkts, tb, round((self.offset_base(t0)) / tb))
         self.frames += len(pkts)
 
-    def _mux_shifted(self, pkts: list, tb: Fraction, shift: int) -> None:
-        """Mux ``pkts`` (pts/dts in ``tb``) into the output stream, ``shift`` pts units later."""
+    def _mux_shifted(self, pkts: list, tb: Fraction, shift: int, *, copied: bool = True) -> None:
+        """Mux ``pkts`` (pts/dts in ``tb``) into the output stream, ``shift`` units of ``tb`` later.
+
+        Timestamps are rescaled to the output stream's time base here, so that decode timestamps stay
+        strictly increasing across spans: a stream with B-frame delay (x264's default) has dts one or
+        more frames before pts, re-encoded GOPs (no B-frames) have dts = pts, and where the two meet
+        dts must not repeat (the mp4 muxer refuses it with EINVAL). Re-encoded packets get the copied
+        packets' delay (``copied=False``); a dts that would still not increase is moved up by one unit
+        of the output time base, never past its pts (else EditError)."""
+        out_tb = Fraction(self.stream.time_base)
         for pkt in pkts:
-            pkt.pts = int(pkt.pts) + shift
-            pkt.dts = int(pkt.dts) + shift if pkt.dts is not None else pkt.pts
-            pkt.time_base = tb
+            pts = Fraction(int(pkt.pts) + shift) * tb
+            dts = Fraction(int(pkt.dts) + shift) * tb if pkt.dts is not None else pts
+            if copied:
+                self._delay = pts - dts
+            else:
+                dts = pts - self._delay
+            pts_o, dts_o = round(pts / out_tb), round(dts / out_tb)
+            if self._last_dts is not None and dts_o <= self._last_dts:
+                dts_o = self._last_dts + 1
+            if dts_o > pts_o:
+                raise EditError(f"{self.path}: cannot keep decode timestamps increasing at pts {float(pts):.4f} s "
+                                f"(a cut between packets with different B-frame delays)")
+            pkt.pts, pkt.dts, pkt.time_base = pts_o, dts_o, out_tb
             pkt.stream = self.stream
+            self._last_dts = dts_o
             self.bytes += pkt.size
             self.container.mux(pkt)
 
@@ -221,7 +270,10 @@ class ShardWriter:
         cc.framerate = self.fps
         opts = encoder_options(name, crf=REENCODE_CRF)
         if name == "libx264":
+            # no B-frames; parameter sets in band with their own ids (1), so the spliced GOP carries the
+            # SPS/PPS it was encoded with and the copied packets keep the file's own (id 0, in avcC)
             opts["bf"] = "0"
+            opts["x264-params"] = "sps-id=1"
         cc.options = opts
         base = round((self.offset_base(t0) + Fraction(int(src.index.pts[f0])) * src.time_base) / tb)
         pkts = []
@@ -232,7 +284,9 @@ class ShardWriter:
         pkts += cc.encode(None)
         if len(pkts) != len(frames):
             raise EditError(f"{src.path}: re-encoding frames {f0}..{f1 - 1} gave {len(pkts)} packets")
-        self._mux_shifted(pkts, tb, base)
+        if name == "libx264":
+            pkts = [_annexb_to_avcc(pkt, self._nal_length_size) for pkt in pkts]
+        self._mux_shifted(pkts, tb, base, copied=False)
         self.frames += len(frames)
         self.reencoded_frames += len(frames)
 
