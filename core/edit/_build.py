@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -277,10 +277,11 @@ def _write_videos(root: Path, key: str, sources, picks, lengths: list[int], firs
                 src = SourceVideo(path)
             idx = src.index
             f0 = _first_frame(src, ref, meta, p)
-            # a run of picks covering the whole file in order: copy the file as a shard of its own
+            # a run of picks covering the whole file in order: copy the file as a shard of its own (only
+            # a run starting at frame 0 can; scanning from every pick made a file of k picks cost k^2)
             j, f = i, f0
-            while j < len(spans) and str(spans[j][1]) == str(path) and _first_frame(src, spans[j][2], spans[j][0],
-                                                                                        spans[j][4]) == f:
+            while (f0 == 0 and j < len(spans) and str(spans[j][1]) == str(path)
+                   and _first_frame(src, spans[j][2], spans[j][0], spans[j][4]) == f):
                 f += spans[j][3]
                 j += 1
             if meta.is_v3 and f0 == 0 and f == idx.num_frames:
@@ -315,19 +316,35 @@ def _write_videos(root: Path, key: str, sources, picks, lengths: list[int], firs
             if f0 + n > idx.num_frames:
                 raise EditError(f"{path}: episode {p.episode} of {meta.root} needs frames {f0}..{f0 + n - 1}, "
                                 f"the video has {idx.num_frames}")
+            # picks that follow each other in the source file go in as one span: no cut between them,
+            # so nothing to re-encode there (an episode start that is not a keyframe is no GOP boundary)
+            run = [(ref, f0, n)]
+            j = i + 1
+            while j < len(spans) and str(spans[j][1]) == str(path) and spans[j][0] is meta:
+                fj = _first_frame(src, spans[j][2], spans[j][0], spans[j][4])
+                if fj != run[-1][1] + run[-1][2]:
+                    break
+                run.append((spans[j][2], fj, spans[j][3]))
+                j += 1
+            f_end = run[-1][1] + run[-1][2]
+            if f_end > idx.num_frames:
+                raise EditError(f"{path}: episode {spans[j - 1][4].episode} of {meta.root} needs frames up to "
+                                f"{f_end - 1}, the video has {idx.num_frames}")
             before = writer.reencoded_frames
-            t = writer.add_span(src, f0, f0 + n)
+            t = writer.add_span(src, f0, f_end)
             counters["reencoded_frames"] += writer.reencoded_frames - before
-            counters["remuxed_frames"] += n - (writer.reencoded_frames - before)
-            # keep the source's sub-frame offset between from_timestamp and the frame's pts
-            delta = float(ref.from_timestamp) - float(Fraction(int(idx.pts[f0])) * src.time_base)
+            counters["remuxed_frames"] += f_end - f0 - (writer.reencoded_frames - before)
+            t_f0 = float(Fraction(int(idx.pts[f0])) * src.time_base)
             c, fi = layout.chunk_file(shard, chunks_size)
-            loc["chunk_index"].append(c)
-            loc["file_index"].append(fi)
-            loc["from_timestamp"].append(t + delta)
-            loc["to_timestamp"].append(t + delta + n / meta.fps)
-            bar.update(1)
-            i += 1
+            for r, fk, nk in run:
+                # output time of the pick's from_timestamp (keeps the source's sub-frame offset to the pts)
+                start_k = t + float(r.from_timestamp) - t_f0
+                loc["chunk_index"].append(c)
+                loc["file_index"].append(fi)
+                loc["from_timestamp"].append(start_k)
+                loc["to_timestamp"].append(start_k + nk / meta.fps)
+            bar.update(len(run))
+            i = j
         if writer is not None:
             writer.close()
             writer = None
