@@ -53,7 +53,7 @@ def _run_prf(a) -> dict:
 
     import prf.ray
 
-    ray.init(num_cpus=a.cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=a.cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     root = Path(a.root)
     t0 = time.perf_counter()
     return _consume(ray, lambda: prf.ray.read_dataset(root, episodes=a.episodes, delta_timestamps=_dts(root)), t0,
@@ -105,7 +105,7 @@ def _run_lerobot(a) -> dict:
     import ray
     import ray.data
 
-    ray.init(num_cpus=a.cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=a.cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     root = Path(a.root)
     t0 = time.perf_counter()
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
