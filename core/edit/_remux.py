@@ -187,7 +187,7 @@ class ShardWriter:
         extradata = template.stream.codec_context.extradata or b""
         self._nal_length_size = (extradata[4] & 3) + 1 if len(extradata) > 4 and extradata[0] == 1 else 4
         self._last_dts: int | None = None  # of the last muxed packet, in the stream's time base
-        self._delay = Fraction(0)  # seconds from dts to pts of the last copied packet (B-frame delay)
+        self._delay = 0  # pts - dts of the last copied packet, in the stream's time base (B-frame delay)
 
     def add_span(self, src: SourceVideo, f0: int, f1: int) -> float:
         """Append source frames ``[f0, f1)``; returns the output time (seconds) of frame ``f0``."""
@@ -235,18 +235,14 @@ class ShardWriter:
             if same:
                 pts_o = int(pkt.pts) + shift
                 dts_o = int(pkt.dts) + shift if pkt.dts is not None else pts_o
-                if copied:
-                    self._delay = Fraction(pts_o - dts_o) * out_tb
-                else:
-                    dts_o = pts_o - round(self._delay / out_tb)
             else:
                 pts = Fraction(int(pkt.pts) + shift) * tb
-                dts = Fraction(int(pkt.dts) + shift) * tb if pkt.dts is not None else pts
-                if copied:
-                    self._delay = pts - dts
-                else:
-                    dts = pts - self._delay
-                pts_o, dts_o = round(pts / out_tb), round(dts / out_tb)
+                pts_o = round(pts / out_tb)
+                dts_o = round((Fraction(int(pkt.dts) + shift) * tb) / out_tb) if pkt.dts is not None else pts_o
+            if copied:
+                self._delay = pts_o - dts_o  # B-frame delay in units of the output time base
+            else:
+                dts_o = pts_o - self._delay
             if self._last_dts is not None and dts_o <= self._last_dts:
                 dts_o = self._last_dts + 1
             if dts_o > pts_o:
