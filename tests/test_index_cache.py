@@ -164,7 +164,7 @@ def test_memory_cache_is_bounded_in_count_and_bytes(tmp_path, monkeypatch):
     assert get_index(videos[4]) is idx[4] and get_index(videos[0]) is not idx[0]  # LRU: 0 was evicted
     _index.configure_index_cache(max_bytes=idx[4].nbytes + idx[0].nbytes)
     assert len(lru) == 2 and lru.bytes <= idx[4].nbytes + idx[0].nbytes
-    assert idx[4].nbytes == 17 * idx[4].num_frames + 1024
+    assert idx[4].nbytes == 25 * idx[4].num_frames + 1024  # pts, times (float64), keyframe, gop_start
 
 
 def test_clean_removes_stale_store_files(tmp_path, store):
