@@ -17,8 +17,9 @@ QUALITY = 80
 MAX_FRAMES = 24
 
 
-def thumbnail_b64(rgb: np.ndarray) -> str:
-    """``uint8 [H, W, C]`` (C = 1, 3 or 4) -> base64 JPEG of at most THUMB_W x THUMB_H."""
+def to_pil(rgb: np.ndarray):
+    """``uint8 [H, W, C]`` (C = 1, 3 or 4; other dtypes such as mono16 scaled to 8 bits) -> a PIL image in
+    mode RGB or L (the one conversion the HTML strips and the Rerun recording share)."""
     from PIL import Image
 
     a = np.asarray(rgb)
@@ -29,8 +30,12 @@ def thumbnail_b64(rgb: np.ndarray) -> str:
         hi = float(a.max()) if a.size else 0.0
         a = (a / hi * 255.0 if hi > 0 else a).astype(np.uint8)
     img = Image.fromarray(a)
-    if img.mode not in ("RGB", "L"):
-        img = img.convert("RGB")
+    return img if img.mode in ("RGB", "L") else img.convert("RGB")
+
+
+def thumbnail_b64(rgb: np.ndarray) -> str:
+    """``uint8 [H, W, C]`` (C = 1, 3 or 4) -> base64 JPEG of at most THUMB_W x THUMB_H."""
+    img = to_pil(rgb)
     img.thumbnail((THUMB_W, THUMB_H))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=QUALITY)

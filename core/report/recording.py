@@ -30,6 +30,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ._frames import to_pil
 from ._signals import joint_names, numeric_columns, numeric_features
 
 CHUNK_FRAMES = 64  # frames decoded and sent per send_columns call (bounds memory)
@@ -138,20 +139,8 @@ def _pick_episode(meta: Any, episode: int | None) -> int:
 
 
 def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    from PIL import Image
-
-    a = np.asarray(rgb)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[..., 0]
-    if a.dtype != np.uint8:
-        a = a.astype(np.float64)
-        hi = float(a.max()) if a.size else 0.0
-        a = (a / hi * 255.0 if hi > 0 else a).astype(np.uint8)
-    img = Image.fromarray(a)
-    if img.mode not in ("RGB", "L"):
-        img = img.convert("RGB")
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=int(quality))
+    to_pil(rgb).save(buf, format="JPEG", quality=int(quality))
     return buf.getvalue()
 
 
