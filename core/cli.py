@@ -29,6 +29,7 @@ import json
 import sys
 from typing import Sequence
 
+from ._argtypes import int_at_least as _int_at_least, int_list as _int_list
 from .errors import PrfError
 from .record._cli import add_commands as _add_record_commands
 from .report._cli import add_commands as _add_report_commands
@@ -122,20 +123,6 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0 if report.complete else 4
 
 
-def _int_at_least(low: int):
-    """An argparse type: an integer >= ``low`` (else a usage error, exit 2, naming the value)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {low}"
-    return parse
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -334,13 +321,6 @@ def _add_query_commands(sub) -> None:
 
 
 # ---- editing: prf edit delete/split/merge/subset/append, prf upgrade, prf export -------------------
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated episode indices, got {text!r}") from None
-
-
 def _fractions(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for part in text.split(","):

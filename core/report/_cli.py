@@ -12,28 +12,14 @@ import json
 import sys
 from typing import Any
 
+from .._argtypes import int_at_least, int_list
+
 
 def _episodes_arg(text: str) -> list[int]:
-    try:
-        out = [int(x) for x in text.replace(" ", "").split(",") if x != ""]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--episodes takes comma-separated episode indices, got {text!r}") from None
+    out = int_list(text)
     if not out:
         raise argparse.ArgumentTypeError("--episodes selects no episode")
     return out
-
-
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
-        return v
-
-    return parse
 
 
 def _missing_extra(cmd: str, e: ImportError) -> int:
@@ -99,7 +85,7 @@ def add_commands(sub: Any) -> None:
     r.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     r.add_argument("--episodes", type=_episodes_arg, default=None,
                    help="comma-separated episode indices to detail (default: the first 5)")
-    r.add_argument("--frames", type=_int_at_least(1), default=8, help="frames per camera strip (default 8)")
+    r.add_argument("--frames", type=int_at_least(1), default=8, help="frames per camera strip (default 8)")
     r.add_argument("--no-validate", action="store_true", help="skip prf validate's findings")
     r.add_argument("--no-scores", action="store_true", help="skip prf score's quality scores")
     r.set_defaults(func=_cmd_report)
@@ -109,7 +95,7 @@ def add_commands(sub: Any) -> None:
                        "scalars per joint on the timelines frame_index and timestamp, the task as text. A "
                        "converted log: every topic on the log_time timeline. Needs prf[report] (rerun-sdk).")
     v.add_argument("path", help="dataset folder, or a folder written by `prf convert`")
-    v.add_argument("--episode", type=_int_at_least(0), default=None,
+    v.add_argument("--episode", type=int_at_least(0), default=None,
                    help="episode index (default: the first episode)")
     v.add_argument("--out", default=None, help="the .rrd file to write (default: <dataset name>_ep<E>.rrd)")
     v.add_argument("--spawn", action="store_true", help="also open the Rerun viewer (where one can run)")
@@ -120,10 +106,10 @@ def add_commands(sub: Any) -> None:
                        "per stage (parquet rows, planning, decode per camera, transforms, normalize, waiting "
                        "for workers), frames decoded vs delivered, decoder/cache hits and samples/s.")
     p.add_argument("path", help="dataset folder or Hub repo id")
-    p.add_argument("--batches", type=_int_at_least(1), default=20, help="batches to time (default 20)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=8)
-    p.add_argument("--num-workers", type=_int_at_least(0), default=2)
-    p.add_argument("--window", type=_int_at_least(0), default=0,
+    p.add_argument("--batches", type=int_at_least(1), default=20, help="batches to time (default 20)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=8)
+    p.add_argument("--num-workers", type=int_at_least(0), default=2)
+    p.add_argument("--window", type=int_at_least(0), default=0,
                    help="an action window of this many steps (delta_timestamps), default none")
     p.add_argument("--shuffle", action="store_true")
     p.add_argument("--backend", default="pyav")
