@@ -7,7 +7,7 @@ side by side in one run, on a generated v3.0 video dataset and on aloha_multicam
 The generated dataset (default 2,000 episodes x 150 frames = 300k frames, one 64x64 camera in several
 mp4 shards, state/action 6-d) is written once with prf.write_lerobot_dataset into --cache-dir. Appending
 10 episodes is timed on it and on a generated no-camera dataset of --append-frames frames with per-episode
-stats (benches/_scale_data.py, cached under ~/.cache/prf/bench). Each operation runs once per tool (wall-clock seconds); outputs go to a temporary
+stats (benches/_scale_data.py, cached under ~/.cache/prf/bench). Each operation runs --small-repeat times per tool on aloha (median reported), once on the generated dataset (wall-clock seconds); outputs go to a temporary
 folder that is removed.
 """
 
@@ -33,15 +33,18 @@ import json, sys, time, shutil
 from pathlib import Path
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.datasets.dataset_tools import delete_episodes, split_dataset, merge_datasets
-root, out, drop = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+root, out, drop, repeat = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 ds = LeRobotDataset("bench/src", root=root)
-res = {}
-t = time.perf_counter(); delete_episodes(ds, [drop], output_dir=out / "delete", repo_id="bench/del")
-res["delete"] = time.perf_counter() - t
-t = time.perf_counter(); parts = split_dataset(ds, {"train": 0.9, "val": 0.1}, output_dir=out / "split")
-res["split"] = time.perf_counter() - t
-t = time.perf_counter(); merge_datasets([parts["train"], parts["val"]], "bench/merged", output_dir=out / "merge")
-res["merge"] = time.perf_counter() - t
+res = {"delete": [], "split": [], "merge": []}
+for r in range(repeat):
+    o = out / str(r)
+    t = time.perf_counter(); delete_episodes(ds, [drop], output_dir=o / "delete", repo_id="bench/del")
+    res["delete"].append(time.perf_counter() - t)
+    t = time.perf_counter(); parts = split_dataset(ds, {"train": 0.9, "val": 0.1}, output_dir=o / "split")
+    res["split"].append(time.perf_counter() - t)
+    t = time.perf_counter(); merge_datasets([parts["train"], parts["val"]], "bench/merged", output_dir=o / "merge")
+    res["merge"].append(time.perf_counter() - t)
+    shutil.rmtree(o)
 print("RESULT " + json.dumps(res))
 """
 
@@ -92,29 +95,32 @@ def _time_append(cache: Path, base: Path, ten: Path) -> dict:
             "hardlink_copy_seconds": t_copy}
 
 
-def run_prf(root: Path, out: Path, drop: int) -> dict[str, float]:
+def run_prf(root: Path, out: Path, drop: int, repeat: int = 1) -> dict[str, list[float]]:
     import prf
 
     # warm-up outside the timing (LeRobot's imports are outside its timing too): the first edit of a
     # process pays lazy imports (pyarrow.dataset -> pandas, PyAV codecs), seconds on a loaded machine
     prf.delete_episodes(REPO / ".." / "shared" / "data" / "lerobot" / "pusht_sim_v30", out / "warmup", [0],
                         progress=False)
-    res = {}
-    t = time.perf_counter()
-    prf.delete_episodes(root, out / "delete", [drop], progress=False)
-    res["delete"] = time.perf_counter() - t
-    t = time.perf_counter()
-    prf.split_dataset(root, out / "split", {"train": 0.9, "val": 0.1}, progress=False)
-    res["split"] = time.perf_counter() - t
-    t = time.perf_counter()
-    prf.merge_datasets([out / "split" / "train", out / "split" / "val"], out / "merge", progress=False)
-    res["merge"] = time.perf_counter() - t
+    res: dict[str, list[float]] = {"delete": [], "split": [], "merge": []}
+    for r in range(repeat):
+        o = out / str(r)
+        t = time.perf_counter()
+        prf.delete_episodes(root, o / "delete", [drop], progress=False)
+        res["delete"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        prf.split_dataset(root, o / "split", {"train": 0.9, "val": 0.1}, progress=False)
+        res["split"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        prf.merge_datasets([o / "split" / "train", o / "split" / "val"], o / "merge", progress=False)
+        res["merge"].append(time.perf_counter() - t)
+        shutil.rmtree(o)
     return res
 
 
-def run_lerobot(python: str, root: Path, out: Path, drop: int) -> dict[str, float]:
+def run_lerobot(python: str, root: Path, out: Path, drop: int, repeat: int = 1) -> dict[str, list[float]]:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    r = subprocess.run([python, "-c", LEROBOT_SCRIPT, str(root), str(out), str(drop)], capture_output=True,
+    r = subprocess.run([python, "-c", LEROBOT_SCRIPT, str(root), str(out), str(drop), str(repeat)], capture_output=True,
                        text=True, env=env, timeout=7200)
     line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
     if r.returncode != 0 or not line:
@@ -122,13 +128,13 @@ def run_lerobot(python: str, root: Path, out: Path, drop: int) -> dict[str, floa
     return json.loads(line[0][7:])
 
 
-def _compare(a, cache: Path, name: str, root: Path, drop: int, results: dict) -> None:
+def _compare(a, cache: Path, name: str, root: Path, drop: int, results: dict, repeat: int = 1) -> None:
     row = {}
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        row["prf"] = run_prf(root, Path(tmp) / "prf", drop)
+        row["prf"] = run_prf(root, Path(tmp) / "prf", drop, repeat)
         print(f"{name} prf: {row['prf']}", file=sys.stderr, flush=True)
         if a.lerobot_python:
-            row["lerobot"] = run_lerobot(a.lerobot_python, root, Path(tmp) / "lerobot", drop)
+            row["lerobot"] = run_lerobot(a.lerobot_python, root, Path(tmp) / "lerobot", drop, repeat)
             print(f"{name} lerobot: {row['lerobot']}", file=sys.stderr, flush=True)
     results["datasets"][name] = row
 
@@ -141,6 +147,9 @@ def main() -> None:
     p.add_argument("--length", type=int, default=150)
     p.add_argument("--append-frames", type=int, default=10_000_000)
     p.add_argument("--codec", default="h264", help="codec of the generated dataset (h264 or av1)")
+    p.add_argument("--small-repeat", type=int, default=3,
+                   help="runs per tool and operation on aloha_multicam_v30 (median reported; the generated "
+                        "dataset runs once: LeRobot takes minutes there)")
     p.add_argument("--json", default=None, help="write the results here")
     a = p.parse_args()
     import prf
@@ -150,7 +159,7 @@ def main() -> None:
     aloha = REPO / ".." / "shared" / "data" / "lerobot" / "aloha_multicam_v30"
     load = os.getloadavg()
     results: dict = {"load_average_at_start": load, "datasets": {}}
-    _compare(a, cache, "aloha_multicam_v30", aloha, 5, results)
+    _compare(a, cache, "aloha_multicam_v30", aloha, 5, results, a.small_repeat)
     gen = generate(cache / f"gen_{a.episodes}x{a.length}_{a.codec}", a.episodes, a.length, a.codec)
     meta = prf.DatasetMeta(gen)
     print(f"generated: {meta.total_episodes} episodes, {meta.total_frames} frames, "
@@ -172,12 +181,18 @@ def main() -> None:
         print(f"append to {name}: {results['append'][name]}", file=sys.stderr, flush=True)
     results["load_average_at_end"] = os.getloadavg()
     print(json.dumps(results, indent=2))
-    print("\n| dataset | operation | prf s | LeRobot s | speed-up |\n|---|---|---|---|---|")
+    print("\n| dataset | operation | runs | prf s (median; all) | LeRobot s (median; all) | speed-up |\n"
+          "|---|---|---|---|---|---|")
     for name, row in results["datasets"].items():
         for op in ("delete", "split", "merge"):
+            ours = row["prf"][op]
             lr = row.get("lerobot", {}).get(op)
-            print(f"| {name} | {op} | {row['prf'][op]:.2f} | {lr:.1f} | {lr / row['prf'][op]:.0f}x |" if lr else
-                  f"| {name} | {op} | {row['prf'][op]:.2f} | - | - |")
+            cell = f"{np.median(ours):.3f} ({', '.join(f'{x:.3f}' for x in ours)})"
+            if lr:
+                lcell = f"{np.median(lr):.2f} ({', '.join(f'{x:.2f}' for x in lr)})"
+                print(f"| {name} | {op} | {len(ours)} | {cell} | {lcell} | {np.median(lr) / np.median(ours):.0f}x |")
+            else:
+                print(f"| {name} | {op} | {len(ours)} | {cell} | - | - |")
     for name, ap in results["append"].items():
         print(f"append 10 episodes ({ap['appended_frames']} frames) to {name} ({ap['frames_before']} frames / "
               f"{ap['episodes_before']} episodes): {ap['seconds']:.2f} s")

@@ -24,7 +24,7 @@ from .stats import aggregate_stats, feature_stats, stats_to_json
 from ._atomic import replace_dir, temp_dir_for
 from .format.layout import (CODEBASE_VERSION, DATA_PATH, EPISODES_PATH, INDEX_FEATURES as _INDEX_FEATURES,
                              PARQUET_WRITE_OPTIONS, VIDEO_PATH, arrow_type as _arrow_type,
-                             hf_feature as _hf_feature, write_tasks)
+                             hf_feature as _hf_feature, write_parquet, write_tasks)
 
 # Every parquet file prf writes carries CRC-32 page checksums (see prf.format.layout.PARQUET_WRITE_OPTIONS).
 _CODEC_NAMES = {"libsvtav1": "av1", "libaom-av1": "av1", "libx264": "h264", "h264": "h264"}
@@ -43,6 +43,7 @@ def write_lerobot_dataset(
     data_files_size_in_mb: float = 100,
     video_files_size_in_mb: float = 200,
     overwrite: bool = False,
+    compact: bool = False,
     progress: bool = True,
 ) -> Path:
     """Write a LeRobot v3.0 dataset at ``root`` and return its path.
@@ -75,6 +76,11 @@ def write_lerobot_dataset(
             starts with the first episode after the current one reached the size: data by the Arrow size
             of its rows, video by the encoded bytes muxed so far (the encoder holds a few frames back,
             so a video shard can end up somewhat larger).
+        compact: store the data shards' floating-point columns with Parquet's ``BYTE_STREAM_SPLIT``
+            encoding and zstd (level 9), the others zstd with dictionaries (default: snappy, as LeRobot
+            writes); smaller files that LeRobot and pyarrow read unchanged (see
+            :func:`prf.format.layout.write_parquet`; sizes in BENCHMARKS.md "Compact writes"). The edit
+            operations (``prf.delete_episodes`` ...) take the same option.
 
     Raises:
         WriteError: bad features or episode arrays, ``root`` exists, or the write failed midway. The
@@ -96,7 +102,7 @@ def write_lerobot_dataset(
     w = None
     try:
         w = _Writer(tmp, feats, cameras, fps, video_codec, chunks_size, data_files_size_in_mb, video_files_size_in_mb,
-                    tasks)
+                    tasks, compact)
         for ep in tqdm(episodes, desc=f"writing {root.name}", unit="episode", disable=not progress):
             w.add_episode(ep)
         w.finish(robot_type)
@@ -140,8 +146,9 @@ def _check_features(features: Mapping[str, Mapping[str, Any]], root: Path) -> di
 
 class _Writer:
     def __init__(self, tmp: Path, feats: dict, cameras: list[str], fps: int, codec: str, chunks_size: int,
-                 data_mb: float, video_mb: float, tasks: list[str] | None = None):
+                 data_mb: float, video_mb: float, tasks: list[str] | None = None, compact: bool = False):
         self.tmp, self.feats, self.cameras, self.fps = tmp, feats, cameras, fps
+        self.compact = compact
         self.encoder_name = pick_encoder(codec) if cameras else None
         self.chunks_size, self.data_mb, self.video_mb = chunks_size, data_mb, video_mb
         self.data_bytes, self.video_bytes = data_mb * 2**20, video_mb * 2**20
@@ -254,8 +261,7 @@ class _Writer:
         if not self.data_pending:
             return
         path = self.tmp / DATA_PATH.format(**self._loc(self.data_file))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.concat_tables(self.data_pending), path, **PARQUET_WRITE_OPTIONS)
+        write_parquet(pa.concat_tables(self.data_pending), path, compact=self.compact)
         self.data_pending, self.data_pending_bytes = [], 0
 
     def _add_video(self, key: str, frames: Any, length: int, e: int, stats: dict[str, Any]) -> dict[str, Any]:

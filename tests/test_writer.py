@@ -67,6 +67,31 @@ def test_round_trip(tmp_path, codec):
     assert stats["observation.images.cam"]["mean"][0] == [[pytest.approx(stats["observation.images.cam"]["mean"][0][0][0])]]
 
 
+def test_compact_write(tmp_path):
+    """compact=True: same rows as the default write, float leaves BYTE_STREAM_SPLIT + zstd, smaller data."""
+    import pyarrow.parquet as pq
+
+    eps = _episodes(n=3, seed=4)
+    feats = {k: v for k, v in FEATURES.items() if v["dtype"] != "video"}
+    eps = [{k: v for k, v in e.items() if k != "observation.images.cam"} for e in eps]
+    plain = write_lerobot_dataset(tmp_path / "plain", feats, eps, fps=15, video_codec="h264", progress=False)
+    small = write_lerobot_dataset(tmp_path / "small", feats, eps, fps=15, video_codec="h264", compact=True,
+                                  progress=False)
+    f_plain, f_small = (r / "data" / "chunk-000" / "file-000.parquet" for r in (plain, small))
+    assert pq.read_table(f_small).equals(pq.read_table(f_plain))
+    md = pq.ParquetFile(f_small).metadata.row_group(0)
+    cols = {md.column(i).path_in_schema: md.column(i) for i in range(md.num_columns)}
+    assert "BYTE_STREAM_SPLIT" in cols["observation.state.list.element"].encodings
+    assert "BYTE_STREAM_SPLIT" in cols["timestamp"].encodings
+    assert all(c.compression == "ZSTD" for c in cols.values())
+    assert "BYTE_STREAM_SPLIT" not in cols["episode_index"].encodings
+    md_plain = pq.ParquetFile(f_plain).metadata.row_group(0)
+    assert {md_plain.column(i).compression for i in range(md_plain.num_columns)} == {"SNAPPY"}
+    b_plain = prf.open_dataset(plain).get_batch(np.arange(81))
+    b_small = prf.open_dataset(small).get_batch(np.arange(81))
+    assert all(np.array_equal(b_plain[k], b_small[k]) for k in b_plain if k != "task")
+
+
 def test_failure_midway_leaves_nothing(tmp_path):
     def episodes():
         yield from _episodes(2)

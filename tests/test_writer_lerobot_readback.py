@@ -69,6 +69,18 @@ def test_lerobot_reads_written_dataset(tmp_path, record_property):
     _compare(root, _lerobot_read(root, tmp_path / "a.npz"), record_property)
 
 
+def test_lerobot_reads_compact_written_dataset(tmp_path, record_property):
+    """compact=True (BYTE_STREAM_SPLIT + zstd data shards): LeRobot reads the same samples."""
+    import pyarrow.parquet as pq
+
+    root = prf.write_lerobot_dataset(
+        tmp_path / "compact", FEATURES, (_episode(e, streamed=False) for e in range(3)), 10, tasks=["pick", "place"],
+        compact=True, progress=False)
+    md = pq.ParquetFile(root / "data" / "chunk-000" / "file-000.parquet").metadata.row_group(0)
+    assert any("BYTE_STREAM_SPLIT" in md.column(i).encodings for i in range(md.num_columns))
+    _compare(root, _lerobot_read(root, tmp_path / "c.npz"), record_property)
+
+
 def test_lerobot_reads_log_to_lerobot_dataset(tmp_path, record_property):
     _logs.write_ros2_bag(tmp_path / "bag", "sqlite3")
     root = prf.log_to_lerobot(

@@ -167,6 +167,7 @@ def log_to_lerobot(
     tolerance_ns: int | None = None,
     video_codec: str = "auto",
     overwrite: bool = False,
+    compact: bool = False,
     progress: bool = True,
 ) -> Path:
     """Write a LeRobot v3.0 dataset from a robot log.
@@ -191,7 +192,7 @@ def log_to_lerobot(
         method: ``"linear"``, ``"previous"`` or ``"nearest"`` resampling of state and action (see
             :meth:`RoboticsDataFrame.resample`).
         tolerance_ns: the largest gap between a frame time and the sample(s) it uses (``None``: any).
-        video_codec, overwrite, progress: as :func:`prf.write_lerobot_dataset`.
+        video_codec, overwrite, compact, progress: as :func:`prf.write_lerobot_dataset`.
 
     The frames span the time where every chosen topic has data: from the latest first message to the
     earliest last message among them.
@@ -291,7 +292,8 @@ def log_to_lerobot(
 
     tasks_unique = list(dict.fromkeys(tasks_list))
     return write_lerobot_dataset(root, features, episodes(), int(fps), tasks=tasks_unique, robot_type=robot_type,
-                                 video_codec=video_codec, overwrite=overwrite, progress=progress)
+                                 video_codec=video_codec, overwrite=overwrite, compact=compact,
+                                 progress=progress)
 
 
 def _frames(read: Any, idx: np.ndarray, shape: list[int], cam: str) -> Iterable[np.ndarray]:
