@@ -65,6 +65,19 @@ def test_frame_counts_equal_episodes_table(name):
     assert {"timestamp", "frame_index", "episode_index", "index", "task_index", "action"} <= set(cols)
 
 
+def test_root_with_glob_characters(tmp_path):
+    """A dataset folder named like ``run[1]*`` (glob characters): the views read its files, not a
+    pattern that matches nothing."""
+    import shutil
+
+    root = tmp_path / "run[1]*" / "rebot"
+    shutil.copytree(dataset_path("rebot_novideo_v30"), root)
+    meta = prf.DatasetMeta(root)
+    t = prf.sql(root, "SELECT count(*) AS e, sum(length) AS n FROM episodes").to_pylist()[0]
+    assert t == {"e": meta.total_episodes, "n": meta.total_frames}
+    assert prf.sql(root, "SELECT count(*) AS n FROM frames").to_pylist()[0]["n"] == meta.total_frames
+
+
 @pytest.mark.parametrize("name", DATASETS)
 def test_per_episode_means_equal_numpy(name):
     root = dataset_path(name)

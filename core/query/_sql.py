@@ -150,10 +150,13 @@ def _create_dataset_views(con, meta: DatasetMeta, schema: str | None, with_score
     epmeta = _episodes_meta_table(meta)
     con.register(f"_prf_{tag}_epmeta", epmeta)
     if meta.is_v3:
-        ep_glob = _lit(meta.root / "meta" / "episodes" / "chunk-*" / "file-*.parquet")
+        # the files listed here, not a glob duckdb expands: a root with glob characters ("[", "*") in
+        # its path would match nothing
+        ep_files = sorted((meta.root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+        ep_list = "[" + ", ".join(_lit(f) for f in ep_files) + "]"
         con.execute(
             f"CREATE VIEW {p}episodes AS SELECT e.*, m.* EXCLUDE (episode_index) FROM "
-            f"read_parquet({ep_glob}, union_by_name=true) e JOIN _prf_{tag}_epmeta m USING (episode_index)"
+            f"read_parquet({ep_list}, union_by_name=true) e JOIN _prf_{tag}_epmeta m USING (episode_index)"
         )
     else:
         con.execute(f"CREATE VIEW {p}episodes AS SELECT * FROM _prf_{tag}_epmeta")
