@@ -32,14 +32,14 @@ def _all(root: Path) -> list[int]:
     return G1_PRESENT if root == G1 else list(prf.DatasetMeta(root).episodes)
 
 
-def odd_dataset(root: Path, codec: str = "auto") -> Path:
+def odd_dataset(root: Path, codec: str = "auto", size: int = 64) -> Path:
     """A prf-written dataset whose odd-length episodes start inside GOPs (re-encode needed); with
     ``codec="h264"``, x264's stream has a B-frame delay (dts one frame before pts) and its parameter
     sets in avcC, which spliced re-encoded GOPs must respect."""
     rng = np.random.default_rng(0)
     feats = {"observation.state": {"dtype": "float32", "shape": [2]},
-             "observation.images.cam": {"dtype": "video", "shape": [64, 64, 3]}}
-    yy, xx = np.mgrid[0:64, 0:64]
+             "observation.images.cam": {"dtype": "video", "shape": [size, size, 3]}}
+    yy, xx = np.mgrid[0:size, 0:size]
 
     def ep(e, n):
         fr = np.stack([((xx * 4 + yy * 2 + t * 7 + e * 30) % 256).astype(np.uint8)[..., None].repeat(3, 2)
@@ -49,6 +49,37 @@ def odd_dataset(root: Path, codec: str = "auto") -> Path:
 
     return prf.write_lerobot_dataset(root, feats, [ep(e, n) for e, n in enumerate([11, 8, 13, 9, 10])], 10,
                                      progress=False, video_codec=codec)
+
+
+def odd_hevc_dataset(root: Path) -> Path:
+    """:func:`odd_dataset` (128x128: libx265 needs frames of at least its 64-pixel CTU) with its video
+    transcoded to HEVC by PyAV's libx265 (closed GOPs of 4 frames with B-frames, the same pts); a codec prf has no
+    encoder for, so a GOP cut mid-way is copied whole (``padded_frames``), not re-encoded."""
+    import json
+
+    import av
+
+    odd_dataset(root.with_name(root.name + "_src"), codec="h264", size=128)
+    shutil.copytree(root.with_name(root.name + "_src"), root)
+    for mp4 in (root / "videos").rglob("*.mp4"):
+        tmp = mp4.with_suffix(".hevc.mp4")
+        with av.open(str(mp4)) as src, av.open(str(tmp), "w") as dst:
+            s_in = src.streams.video[0]
+            s_out = dst.add_stream("libx265", rate=10)
+            s_out.width, s_out.height, s_out.pix_fmt = s_in.width, s_in.height, "yuv420p"
+            s_out.time_base = s_in.time_base
+            s_out.options = {"crf": "10", "preset": "ultrafast",
+                             "x265-params": "keyint=4:min-keyint=4:scenecut=0:open-gop=0:bframes=2:log-level=error"}
+            for fr in src.decode(s_in):
+                fr.pict_type = av.video.frame.PictureType.NONE
+                dst.mux(s_out.encode(fr))
+            dst.mux(s_out.encode(None))
+        tmp.replace(mp4)
+    info_path = root / "meta" / "info.json"
+    info = json.loads(info_path.read_text())
+    info["features"]["observation.images.cam"]["info"]["video.codec"] = "hevc"
+    info_path.write_text(json.dumps(info, indent=4))
+    return root
 
 
 def build_cases(tmp: Path) -> dict[str, tuple[Path, list, bool]]:
@@ -108,6 +139,14 @@ def build_cases(tmp: Path) -> dict[str, tuple[Path, list, bool]]:
     r = prf.delete_episodes(odd264, tmp / "delete_odd_h264", [1], **kw)
     assert r["reencoded_frames"] > 0, r  # the case must splice re-encoded GOPs into the x264 stream
     c["delete_odd_h264"] = (tmp / "delete_odd_h264", _src(odd264, [0, 2, 3, 4]), True)
+    # HEVC (no prf encoder): GOPs cut mid-way are copied whole, frames bit-equal
+    import av
+
+    if "libx265" in av.codecs_available:
+        hevc = odd_hevc_dataset(tmp / "odd_hevc")
+        r = prf.delete_episodes(hevc, tmp / "delete_odd_hevc", [0, 2], **kw)
+        assert r["reencoded_frames"] == 0 and r["padded_frames"] > 0, r
+        c["delete_odd_hevc"] = (tmp / "delete_odd_hevc", _src(hevc, [1, 3, 4]), False)
     return c
 
 

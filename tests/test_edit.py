@@ -40,6 +40,31 @@ def test_prf_reads_every_edit_as_its_source(cases):
         compare(got, expected(root, mapping, idx), meta.camera_keys, reencoded, name)
 
 
+def test_every_edit_validates(cases):
+    """prf.validate finds no error in any edit: totals, index continuity, timestamps, video spans and the
+    per-episode stats of the re-indexed columns (episode_index, index, task_index) against the rows."""
+    pytest.importorskip("duckdb")
+    for name, (root, _, _) in cases.items():
+        errors = [f for f in prf.validate(root).findings if f.severity == "error"]
+        assert not errors, (name, errors[:3])
+
+
+def test_reindexed_stats_describe_the_output_rows(cases):
+    root = cases["delete_aloha"][0]
+    meta = prf.DatasetMeta(root)
+    data = pq.read_table(root / "data" / "chunk-000" / "file-000.parquet").to_pydict()
+    eps = pq.read_table(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pydict()
+    for row, e in enumerate(eps["episode_index"]):
+        ep = meta.episodes[e]
+        assert eps["stats/episode_index/min"][row] == [e] == eps["stats/episode_index/max"][row]
+        assert eps["stats/index/min"][row] == [ep.dataset_from_index]
+        assert eps["stats/index/max"][row] == [ep.dataset_to_index - 1]
+        rows = data["task_index"][ep.dataset_from_index:ep.dataset_to_index]
+        assert eps["stats/task_index/mean"][row] == [pytest.approx(np.mean(rows))]
+    stats = json.loads((root / "meta" / "stats.json").read_text())
+    assert stats["index"]["max"] == [meta.total_frames - 1] and stats["episode_index"]["max"] == [9]
+
+
 def test_comparison_can_fail(cases):
     root, mapping, _ = cases["delete_aloha"]
     idx = sample_indices(root)
@@ -52,7 +77,9 @@ def test_comparison_can_fail(cases):
 def test_every_frame_of_an_edit(cases):
     """All frames, not a sample: the remuxed aloha delete (3 cameras, episodes mid-shard) and the
     re-encoded GOPs of the odd-length dataset."""
-    for name in ("delete_aloha", "delete_odd", "delete_odd_h264", "upgrade_g1"):
+    for name in ("delete_aloha", "delete_odd", "delete_odd_h264", "delete_odd_hevc", "upgrade_g1"):
+        if name not in cases:  # delete_odd_hevc needs libx265 in the PyAV build
+            continue
         root, mapping, reencoded = cases[name]
         n = prf.DatasetMeta(root).total_frames
         idx = list(range(n))
@@ -306,6 +333,24 @@ def test_export_episode(tmp_path):
         frames, _ = be.decode(str(f), np.arange(len(src)) / src.fps)
         ref = src.get_batch(list(range(len(src))))[key]
         assert np.array_equal(frames, ref), key
+
+
+def test_export_hevc_episode_starting_inside_a_gop(cases, tmp_path):
+    """HEVC (no prf encoder): the trimmed mp4 starts at the GOP's keyframe; metadata.json says how many
+    frames lead the episode and where its first frame is; from there the frames are the source's."""
+    if "delete_odd_hevc" not in cases:
+        pytest.skip("this PyAV build has no libx265")
+    hevc = cases["delete_odd_hevc"][1][0][0]
+    prf.export_episodes(hevc, tmp_path / "x", [1], progress=False)  # episode 1: frames 11..18, GOP at 8
+    d = tmp_path / "x" / "episode_000001"
+    cam = json.loads((d / "metadata.json").read_text())["cameras"]["observation.images.cam"]
+    assert cam["reencoded_frames"] == 0 and cam["leading_frames"] == 3
+    assert cam["first_frame_time_s"] == pytest.approx(0.3)
+    from prf.decode import PyAVBackend
+
+    src = prf.open_dataset(hevc, episodes=[1])
+    frames, _ = PyAVBackend().decode(str(d / cam["file"]), 0.3 + np.arange(len(src)) / src.fps)
+    assert np.array_equal(frames, src.get_batch(list(range(len(src))))["observation.images.cam"])
 
 
 def test_export_outcomes_and_errors(tmp_path):

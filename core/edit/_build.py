@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..errors import EditError
 from ..format import DatasetMeta
 from ..format import layout
-from ..stats import aggregate_stats, read_episode_stats, stats_to_json
+from ..stats import aggregate_stats, feature_stats, read_episode_stats, stats_to_json
 from . import _tables
 from ._remux import ShardWriter, SourceVideo
 
@@ -103,11 +103,13 @@ def build(root: Path, sources: Sequence[DatasetMeta], picks: Sequence[Pick], fea
         data_loc, rows_per, frames, n_data = _write_data(root, sources, picks, features, start, luts, tasks,
                                                          chunks_size, data_files_size_in_mb, compact, bar)
         video_loc: dict[str, dict[str, list]] = {}
-        counters = {"copied_files": 0, "remuxed_frames": 0, "reencoded_frames": 0, "video_files": 0}
+        counters = {"copied_files": 0, "remuxed_frames": 0, "reencoded_frames": 0, "padded_frames": 0,
+                    "video_files": 0}
         for key in cameras:
             video_loc[key] = _write_videos(root, key, sources, picks, rows_per, start.video_shard.get(key, 0),
                                            chunks_size, video_files_size_in_mb, counters, bar)
-        per_stats = _episode_stats(sources, picks, features)
+        per_stats = _rebase_index_stats(_episode_stats(sources, picks, features), sources, picks, data_loc,
+                                        start.episode)
     finally:
         bar.close()
     n = len(picks)
@@ -175,7 +177,7 @@ def _write_data(root: Path, sources, picks, features, start: Start, luts, tasks:
     columns = [k for k, f in features.items() if f.get("dtype") != "video"]
     passthrough: dict[str, pa.Field] = {}
     schema = None
-    loc: dict[str, list] = {"chunk": [], "file": [], "from": [], "to": [], "tasks": []}
+    loc: dict[str, list] = {"chunk": [], "file": [], "from": [], "to": [], "tasks": [], "task_stats": []}
     rows_per: list[int] = []
     pending: list[pa.Table] = []
     pending_bytes = 0
@@ -223,12 +225,18 @@ def _write_data(root: Path, sources, picks, features, start: Start, luts, tasks:
         c, f = layout.chunk_file(shard, chunks_size)
         offset = index
         used = _episode_task_indices(sub, new_ep, positions, start.episode)
+        row = 0
         for i, cnt in zip(positions, counts):
             loc["chunk"].append(c)
             loc["file"].append(f)
             loc["from"].append(offset)
             loc["to"].append(offset + int(cnt))
             loc["tasks"].append(used.get(start.episode + i, []))
+            # an episode whose rows use several tasks: its task_index stats from the remapped rows
+            loc["task_stats"].append(
+                feature_stats(sub.column("task_index").slice(row, int(cnt)).to_numpy())
+                if len(loc["tasks"][-1]) > 1 else None)
+            row += int(cnt)
             rows_per.append(int(cnt))
             offset += int(cnt)
         index = offset
@@ -330,9 +338,10 @@ def _write_videos(root: Path, key: str, sources, picks, lengths: list[int], firs
             if f_end > idx.num_frames:
                 raise EditError(f"{path}: episode {spans[j - 1][4].episode} of {meta.root} needs frames up to "
                                 f"{f_end - 1}, the video has {idx.num_frames}")
-            before = writer.reencoded_frames
+            before, pad_before = writer.reencoded_frames, writer.padded_frames
             t = writer.add_span(src, f0, f_end)
             counters["reencoded_frames"] += writer.reencoded_frames - before
+            counters["padded_frames"] += writer.padded_frames - pad_before
             counters["remuxed_frames"] += f_end - f0 - (writer.reencoded_frames - before)
             t_f0 = float(Fraction(int(idx.pts[f0])) * src.time_base)
             c, fi = layout.chunk_file(shard, chunks_size)
@@ -377,6 +386,39 @@ def _episode_stats(sources: Sequence[DatasetMeta], picks: Sequence[Pick], featur
         st = stored[p.source][p.episode]
         out.append({k: v for k, v in st.items() if k in features})
     return out
+
+
+def _rebase_index_stats(per_stats: list[dict], sources: Sequence[DatasetMeta], picks: Sequence[Pick],
+                        data_loc: Mapping[str, list], first_episode: int) -> list[dict]:
+    """Per-episode stats of the re-indexed columns as the output rows have them: ``episode_index``
+    (constant: the new episode index), ``index`` (shifted by the episode's new start), ``task_index``
+    (the remapped task; computed from the rows where an episode uses several). LeRobot 0.4.4's
+    ``delete_episodes`` carries these over unchanged, so they describe the source rows, and a check
+    of stats against the data (``prf.validate``) would flag them; every other feature's stats are the
+    source's, as LeRobot's."""
+    out = []
+    for i, (p, st) in enumerate(zip(picks, per_stats)):
+        st = dict(st)
+        new_e = first_episode + i
+        if "episode_index" in st:
+            st["episode_index"] = _constant_stats(st["episode_index"], new_e)
+        if "index" in st:
+            delta = data_loc["from"][i] - sources[p.source].episodes[p.episode].dataset_from_index
+            st["index"] = {k: (v if k in ("std", "count") else np.asarray(v) + delta) for k, v in st["index"].items()}
+        if "task_index" in st:
+            used = data_loc["tasks"][i]
+            if data_loc["task_stats"][i] is not None:
+                st["task_index"] = data_loc["task_stats"][i]
+            elif used:
+                st["task_index"] = _constant_stats(st["task_index"], used[0])
+        out.append(st)
+    return out
+
+
+def _constant_stats(old: Mapping[str, Any], value: float) -> dict[str, Any]:
+    """Stats of a column whose every row is ``value`` (shapes and count as ``old``)."""
+    return {k: (v if k == "count" else np.zeros_like(np.asarray(v, dtype=np.float64)) if k == "std"
+                else np.full_like(np.asarray(v, dtype=np.float64), value)) for k, v in old.items()}
 
 
 def _compute_stats(meta: DatasetMeta, episodes: list[int]) -> dict[int, dict]:

@@ -12,6 +12,13 @@ copied. A span that ends inside a GOP is copied up to its last frame when those 
 the GOP in decode order (always, for streams without frame reordering); otherwise that GOP's frames are
 re-encoded too. Re-encoded frames differ from the source within the codec's loss; copied frames decode
 bit-equal.
+
+Codecs prf has no encoder for (HEVC: see :data:`prf.encode.ENCODERS`; VP9, MPEG-4 ...) are never
+re-encoded: a span that starts inside a GOP is copied from that GOP's keyframe, and one whose last GOP
+cannot be cut is copied to the GOP's end. The output then holds a few frames no episode refers to
+(``padded_frames``: fewer than a GOP per cut), and the episode's ``from_timestamp`` points past the
+leading ones; every frame an episode uses is the source's packet, bit-equal. LeRobot (which seeks by
+``from_timestamp + timestamp``) reads such files as it reads its own.
 """
 
 from __future__ import annotations
@@ -165,6 +172,8 @@ class ShardWriter:
     Attributes:
         frames: frames written so far. bytes: packet bytes written so far.
         reencoded_frames: frames that had to be re-encoded (span starts or ends inside a GOP).
+        padded_frames: frames copied only because a GOP could not be cut and prf has no encoder for
+            the codec (not referred to by any episode; see the module docstring).
     """
 
     def __init__(self, path: str | Path, template: SourceVideo, fps: float):
@@ -183,6 +192,7 @@ class ShardWriter:
         self.frames = 0
         self.bytes = 0
         self.reencoded_frames = 0
+        self.padded_frames = 0
         # H.264 in mp4 (avcC): NAL units are prefixed by their length in this many bytes (avcC byte 4)
         extradata = template.stream.codec_context.extradata or b""
         self._nal_length_size = (extradata[4] & 3) + 1 if len(extradata) > 4 and extradata[0] == 1 else 4
@@ -195,6 +205,8 @@ class ShardWriter:
         if not (0 <= f0 < f1 <= idx.num_frames):
             raise EditError(f"{src.path}: frames {f0}..{f1 - 1} are outside the video's {idx.num_frames} frames")
         start = self.offset
+        if self.family is None:
+            return self._add_padded(src, f0, f1)
         t0 = Fraction(int(idx.pts[f0])) * src.time_base
         keys = np.flatnonzero(idx.keyframe[f0:f1]) + f0
         if keys.size == 0 or keys[0] != f0:  # starts inside a GOP: re-encode up to the next keyframe
@@ -216,6 +228,25 @@ class ShardWriter:
         self.offset = start + Fraction(f1 - f0) / self.fps
         return float(start)
 
+    def _add_padded(self, src: SourceVideo, f0: int, f1: int) -> float:
+        """:meth:`add_span` without re-encoding: whole GOPs from ``f0``'s keyframe, up to ``f1`` or, when
+        the last GOP cannot be cut there, to that GOP's end; returns the output time of frame ``f0``."""
+        idx = src.index
+        start = self.offset
+        lead = int(idx.gop_start[f0])
+        t_lead = Fraction(int(idx.pts[lead])) * src.time_base
+        pkts, prefix_ok = src.packets(lead, f1)
+        end = f1
+        if not prefix_ok:
+            later = np.flatnonzero(idx.keyframe[f1:]) + f1
+            end = int(later[0]) if later.size else idx.num_frames
+            src._next = -1  # read the GOP again from its keyframe
+            pkts, _ = src.packets(lead, end)
+        self._copy(pkts, src.time_base, t_lead)
+        self.padded_frames += (f0 - lead) + (end - f1)
+        self.offset = start + Fraction(end - lead) / self.fps
+        return float(start + (Fraction(int(idx.pts[f0])) * src.time_base - t_lead))
+
     def _copy(self, pkts: list, tb: Fraction, t0: Fraction) -> None:
         self._mux_shifted(pkts, tb, round((self.offset_base(t0)) / tb))
         self.frames += len(pkts)
@@ -231,6 +262,14 @@ class ShardWriter:
         of the output time base, never past its pts (else EditError)."""
         out_tb = Fraction(self.stream.time_base)
         same = tb == out_tb  # copied packets: integer arithmetic (a Fraction per packet costs ~20 us)
+        first_floor = None
+        if self._last_dts is None and copied and len(pkts) > 1 and pkts[1].dts is not None:
+            # the file's first packet: a keyframe of an open-GOP stream (x265's default) is decoded
+            # frames before its pts (leading B-frames of the previous GOP came between); copied first, that
+            # early dts would stretch the stream's duration (FFmpeg's average frame rate then differs
+            # from fps). Any dts below the next packet's keeps the decode order: one frame before it.
+            second = round(Fraction(int(pkts[1].dts) + shift) * tb / out_tb)
+            first_floor = second - max(1, round(1 / (self.fps * out_tb)))
         for pkt in pkts:
             if same:
                 pts_o = int(pkt.pts) + shift
@@ -239,6 +278,8 @@ class ShardWriter:
                 pts = Fraction(int(pkt.pts) + shift) * tb
                 pts_o = round(pts / out_tb)
                 dts_o = round((Fraction(int(pkt.dts) + shift) * tb) / out_tb) if pkt.dts is not None else pts_o
+            if first_floor is not None:
+                dts_o, first_floor = min(pts_o, max(dts_o, first_floor)), None
             if copied:
                 self._delay = pts_o - dts_o  # B-frame delay in units of the output time base
             else:

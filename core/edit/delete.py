@@ -31,7 +31,9 @@ def delete_episodes(source: str | Path, out: str | Path, episodes: Iterable[int]
 
     Returns:
         a summary: ``episodes``, ``frames``, ``tasks`` of the output, ``deleted``, ``copied_files`` (video
-        shards copied whole), ``remuxed_frames``, ``reencoded_frames``, ``data_files``, ``video_files``.
+        shards copied whole), ``remuxed_frames``, ``reencoded_frames``, ``padded_frames`` (copied
+        only because a GOP of a codec prf cannot encode, e.g. HEVC, could not be cut; no episode refers to
+        them), ``data_files``, ``video_files``.
 
     Raises:
         EditError: no episode given, an unknown episode, every episode deleted, ``out`` inside the

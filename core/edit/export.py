@@ -1,6 +1,8 @@
 """Export episodes as plain files (RoboTrace's ``encode_episode`` layout): per episode a folder with one
 trimmed mp4 per camera (remuxed from the dataset's video; re-encoded only where the episode starts
-inside a GOP), ``sensors.npz`` (``observation.*`` features that are not cameras), ``actions.npz``
+inside a GOP; for a codec prf cannot encode, e.g. HEVC, copied from that GOP's keyframe instead, so
+the mp4 starts with ``leading_frames`` frames before the episode's first, at ``first_frame_time_s``
+in metadata.json's ``cameras``), ``sensors.npz`` (``observation.*`` features that are not cameras), ``actions.npz``
 (``action*`` features), ``other.npz`` (any other non-index feature, e.g. ``next.reward``), each with
 ``timestamps_ns`` (int64, the episode's ``timestamp`` column in nanoseconds), and ``metadata.json``
 with provenance: source, codebase version, revision, episode, length, fps, tasks, cameras and
@@ -88,13 +90,15 @@ def export_episode(meta, episode: int, out: Path) -> dict[str, Any]:
                 f0 = int(f0[0])
                 w = ShardWriter(tmp / f"{_safe(key)}.mp4", src, meta.fps)
                 try:
-                    w.add_span(src, f0, f0 + ep.length)
+                    first_time = w.add_span(src, f0, f0 + ep.length)
                 finally:
                     w.close()
             finally:
                 src.close()
             cams[key] = {"file": f"{_safe(key)}.mp4", "frames": ep.length, "codec": src.index.codec,
-                         "reencoded_frames": w.reencoded_frames, "source_file": ref.path,
+                         "reencoded_frames": w.reencoded_frames, "leading_frames": round(first_time * meta.fps),
+                         "first_frame_time_s": first_time,
+                         "source_file": ref.path,
                          "source_from_timestamp": ref.from_timestamp}
         from .append import revisions
 
