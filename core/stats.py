@@ -263,6 +263,217 @@ def read_episode_stats(meta: Any) -> dict[int, dict[str, dict[str, np.ndarray]]]
     return out
 
 
+class EpisodeStatsColumns:
+    """Per-episode statistics of ``n`` episodes held as columns, for datasets of many episodes
+    (100k episodes are ~25M small arrays as ``{key: {stat: ndarray}}`` dicts; here, a few arrays).
+
+    Attributes:
+        n: number of episodes (rows).
+        stats: ``{key: {stat: ndarray [n, *shape]}}`` (``count`` ``int64 [n, 1]``, others ``float64``);
+            rows where the key is absent hold NaN (count 0).
+        present: ``{key: bool [n]}``: the episode stores stats for that key.
+        leaf: ``{key: {stat: Arrow type name}}`` the ``stats/*`` column is written with (``"double"``,
+            ``"int64"``, ``"bool"``: as read from ``meta/episodes``, where LeRobot stores the min/max
+            of integer and boolean features in their own type; default ``count`` int64, others double).
+    """
+
+    __slots__ = ("n", "stats", "present", "leaf")
+
+    def __init__(self, n: int, stats: dict[str, dict[str, np.ndarray]], present: dict[str, np.ndarray],
+                 leaf: dict[str, dict[str, str]] | None = None):
+        self.n, self.stats, self.present = n, stats, present
+        self.leaf = leaf or {}
+
+    @classmethod
+    def from_dicts(cls, per_episode: Sequence[Mapping[str, Mapping[str, Any]]]) -> "EpisodeStatsColumns":
+        """From one ``{key: {stat: array}}`` per episode; a key keeps the stats every episode that has
+        it stores."""
+        n = len(per_episode)
+        keys = list(dict.fromkeys(k for st in per_episode for k in st))
+        stats: dict[str, dict[str, np.ndarray]] = {}
+        present: dict[str, np.ndarray] = {}
+        for k in keys:
+            rows = [i for i, st in enumerate(per_episode) if k in st]
+            names = [s for s in per_episode[rows[0]][k] if all(s in per_episode[i][k] for i in rows)]
+            stats[k], present[k] = {}, np.zeros(n, dtype=bool)
+            present[k][rows] = True
+            for s in names:
+                vals = np.stack([np.asarray(per_episode[i][k][s], dtype=np.float64) for i in rows])
+                stats[k][s] = _scatter(vals, rows, n, s)
+        return cls(n, stats, present)
+
+    @classmethod
+    def concat(cls, parts: Sequence["EpisodeStatsColumns"]) -> "EpisodeStatsColumns":
+        """Rows of ``parts`` one after the other (a key or stat some parts lack is absent there)."""
+        n = sum(p.n for p in parts)
+        keys = list(dict.fromkeys(k for p in parts for k in p.stats))
+        stats: dict[str, dict[str, np.ndarray]] = {}
+        present: dict[str, np.ndarray] = {}
+        for k in keys:
+            have = [p for p in parts if k in p.stats]
+            names = [s for s in have[0].stats[k] if all(s in p.stats[k] for p in have)]
+            present[k] = np.concatenate([p.present[k] if k in p.stats else np.zeros(p.n, bool) for p in parts])
+            stats[k] = {}
+            for s in names:
+                shape = have[0].stats[k][s].shape[1:]
+                stats[k][s] = np.concatenate([
+                    p.stats[k][s] if k in p.stats else _scatter(np.zeros((0, *shape)), [], p.n, s) for p in parts])
+        leaf: dict[str, dict[str, str]] = {}
+        for p in reversed(parts):  # the first part's types win
+            for k, d in p.leaf.items():
+                leaf.setdefault(k, {}).update(d)
+        return cls(n, stats, present, leaf)
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> "EpisodeStatsColumns":
+        rows = np.asarray(rows, dtype=np.int64)
+        return EpisodeStatsColumns(len(rows), {k: {s: v[rows] for s, v in d.items()} for k, d in self.stats.items()},
+                                   {k: v[rows] for k, v in self.present.items()}, self.leaf)
+
+    def select(self, keys: Iterable[str]) -> "EpisodeStatsColumns":
+        keep = [k for k in keys if k in self.stats]
+        return EpisodeStatsColumns(self.n, {k: self.stats[k] for k in keep}, {k: self.present[k] for k in keep},
+                                   self.leaf)
+
+    def row(self, i: int) -> dict[str, dict[str, np.ndarray]]:
+        """Episode ``i``'s stats as ``{key: {stat: ndarray}}`` (its present keys)."""
+        return {k: {s: (v[i].astype(np.int64) if s == "count" else v[i]) for s, v in d.items()}
+                for k, d in self.stats.items() if self.present[k][i]}
+
+    def aggregate(self) -> dict[str, dict[str, np.ndarray]]:
+        """Dataset statistics from these episodes, as :func:`aggregate_stats` (LeRobot's rules)."""
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for k, d in self.stats.items():
+            rows = self.present[k]
+            if not rows.any() or "count" not in d:
+                continue
+            counts = d["count"][rows, 0].astype(np.float64)
+            w = counts / counts.sum()
+
+            def wsum(name: str) -> np.ndarray:
+                return np.tensordot(w, d[name][rows], axes=1)
+
+            mean = wsum("mean")
+            agg = {
+                "min": d["min"][rows].min(axis=0),
+                "max": d["max"][rows].max(axis=0),
+                "mean": mean,
+                "std": np.sqrt(np.tensordot(w, d["std"][rows] ** 2 + (d["mean"][rows] - mean) ** 2, axes=1)),
+                "count": np.array([int(counts.sum())], dtype=np.int64),
+            }
+            for q in QUANTILES:
+                if q in d:
+                    agg[q] = wsum(q)
+            out[k] = agg
+        return out
+
+    def arrow_columns(self, keys: Sequence[str]) -> dict[str, Any]:
+        """``stats/{key}/{stat}`` columns for ``meta/episodes`` as LeRobot writes them (nested lists of
+        float64, ``count`` a list of int64; null where the episode has no stats for the key)."""
+        import pyarrow as pa
+
+        out: dict[str, Any] = {}
+        for k in keys:
+            if k not in self.stats:
+                continue
+            mask = ~self.present[k]
+            for s, v in self.stats[k].items():
+                t = self.leaf.get(k, {}).get(s) or ("int64" if s == "count" else "double")
+                if t != "double":
+                    v = np.where(np.isnan(v), 0, v).astype(np.int64 if t == "int64" else np.bool_ if t == "bool"
+                                                           else np.float64)
+                out[f"stats/{k}/{s}"] = _nested_list(v, mask, pa)
+        return out
+
+
+def _scatter(vals: np.ndarray, rows: Sequence[int], n: int, stat: str) -> np.ndarray:
+    out = np.full((n, *vals.shape[1:]), 0.0 if stat == "count" else np.nan)
+    if len(rows):
+        out[np.asarray(rows, dtype=np.int64)] = vals
+    return out
+
+
+def _nested_list(v: np.ndarray, null: np.ndarray, pa: Any) -> Any:
+    """``v [n, d1, d2, ...]`` as an Arrow list<list<...>> column (rows in ``null`` null)."""
+    arr = pa.array(v.reshape(-1))
+    for size in reversed(v.shape[2:]):
+        arr = pa.ListArray.from_arrays(pa.array(np.arange(0, len(arr) + 1, size, dtype=np.int32)), arr)
+    inner = v.shape[1] if v.ndim > 1 else 1
+    offsets = pa.array(np.arange(0, v.shape[0] * inner + 1, inner, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, arr, mask=pa.array(null) if null.any() else None)
+
+
+def read_episode_stats_columns(meta: Any, episodes: Sequence[int] | None = None) -> EpisodeStatsColumns:
+    """Stored per-episode statistics (as :func:`read_episode_stats`) of ``episodes`` (default: all, in
+    the episodes table's order) as columns; a v3.0 ``meta/episodes`` is read column-wise (no Python
+    object per episode). Episodes without stored stats have every key absent.
+
+    Raises:
+        StatsError: a stats file cannot be read, or an episode is not in the dataset.
+    """
+    eps = np.asarray(list(meta.episodes) if episodes is None else list(episodes), dtype=np.int64)
+    if not getattr(meta, "is_v3", False):
+        per = read_episode_stats(meta)
+        return EpisodeStatsColumns.from_dicts([per.get(int(e), {}) for e in eps]) if len(eps) else \
+            EpisodeStatsColumns(0, {}, {})
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for f in sorted((Path(meta.root) / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+        try:
+            names = pq.read_schema(f).names
+            cols = [c for c in names if c.startswith("stats/")]
+            tables.append(pq.read_table(f, columns=["episode_index"] + cols, page_checksum_verification=True))
+        except Exception as e:  # noqa: BLE001 - any read failure becomes a StatsError naming the file
+            raise StatsError(f"{f}: cannot read the per-episode stats columns ({e})") from None
+    table = pa.concat_tables(tables, promote_options="default") if tables else pa.table({"episode_index": []})
+    index = table.column("episode_index").to_numpy().astype(np.int64)
+    order = np.argsort(index, kind="stable")
+    pos = np.searchsorted(index[order], eps)
+    found = (pos < len(index)) & (index[order][np.minimum(pos, max(len(index) - 1, 0))] == eps) if len(index) \
+        else np.zeros(len(eps), bool)
+    rows = np.where(found, order[np.minimum(pos, max(len(index) - 1, 0))], 0) if len(index) else pos
+    n = len(eps)
+    stats: dict[str, dict[str, np.ndarray]] = {}
+    present: dict[str, np.ndarray] = {}
+    leaf: dict[str, dict[str, str]] = {}
+    for c in table.column_names:
+        if not c.startswith("stats/"):
+            continue
+        key, stat = c.split("/", 1)[1].rsplit("/", 1)
+        col = table.column(c).take(pa.array(rows)) if len(index) else table.column(c)
+        vals, ok, leaf.setdefault(key, {})[stat] = _list_column_to_numpy(col.combine_chunks(), c)
+        ok &= found
+        stats.setdefault(key, {})[stat] = np.where(ok.reshape(-1, *([1] * (vals.ndim - 1))), vals,
+                                                   0.0 if stat == "count" else np.nan)
+        present[key] = present.get(key, np.ones(n, bool)) & ok
+    return EpisodeStatsColumns(n, stats, present, leaf)
+
+
+def _list_column_to_numpy(arr: Any, name: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """A (nested) list column of equal-shaped rows as ``float64 [n, *shape]``, its non-null mask and
+    the Arrow type name of its values."""
+    import pyarrow as pa
+
+    n = len(arr)
+    ok = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if not ok.all():
+        arr = arr.filter(pa.array(ok))
+    shape: list[int] = []
+    while pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+        lengths = arr.value_lengths().to_numpy(zero_copy_only=False) if len(arr) else np.zeros(0, np.int64)
+        if len(lengths) and (lengths != lengths[0]).any():
+            raise StatsError(f"{name}: per-episode stats of different shapes")
+        shape.append(int(lengths[0]) if len(lengths) else 1)
+        arr = arr.flatten()
+    leaf = str(arr.type) if str(arr.type) in ("int64", "bool") else "double"
+    flat = arr.to_numpy(zero_copy_only=False).astype(np.float64)
+    out = np.zeros((n, *shape))
+    if ok.any():
+        out[ok] = flat.reshape(int(ok.sum()), *shape)
+    return out, ok, leaf
+
+
 def dataset_stats(dataset: Any, episodes: Iterable[int] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """The stored statistics of a dataset's selected episodes (see :meth:`prf.Dataset.stats`)."""
     meta = dataset.meta

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..errors import EditError
 from ..format import DatasetMeta
 from ..format import layout
-from ..stats import aggregate_stats, feature_stats, read_episode_stats, stats_to_json
+from ..stats import EpisodeStatsColumns, feature_stats, read_episode_stats_columns, stats_to_json
 from . import _tables
 from ._remux import ShardWriter, SourceVideo
 
@@ -57,7 +57,7 @@ class Built:
     and counters for the summary."""
 
     episodes: pa.Table
-    episode_stats: list[dict[str, dict[str, np.ndarray]]]
+    episode_stats: EpisodeStatsColumns
     tasks: list[str]
     frames: int
     counters: dict[str, int]
@@ -99,8 +99,9 @@ def build(root: Path, sources: Sequence[DatasetMeta], picks: Sequence[Pick], fea
     cameras = [k for k, f in features.items() if f.get("dtype") == "video"]
     bar = tqdm(total=len(picks) * (1 + len(cameras)), desc=desc, unit="episode", disable=not progress)
     try:
-        tasks, luts = _tasks(sources, picks, start.tasks)
-        data_loc, rows_per, frames, n_data = _write_data(root, sources, picks, features, start, luts, tasks,
+        pt = _PickTable(sources, picks)
+        tasks, luts = _tasks(sources, pt, start.tasks)
+        data_loc, rows_per, frames, n_data = _write_data(root, sources, picks, pt, features, start, luts, tasks,
                                                          chunks_size, data_files_size_in_mb, compact, bar)
         video_loc: dict[str, dict[str, list]] = {}
         counters = {"copied_files": 0, "remuxed_frames": 0, "reencoded_frames": 0, "padded_frames": 0,
@@ -108,15 +109,13 @@ def build(root: Path, sources: Sequence[DatasetMeta], picks: Sequence[Pick], fea
         for key in cameras:
             video_loc[key] = _write_videos(root, key, sources, picks, rows_per, start.video_shard.get(key, 0),
                                            chunks_size, video_files_size_in_mb, counters, bar)
-        per_stats = _rebase_index_stats(_episode_stats(sources, picks, features), sources, picks, data_loc,
-                                        start.episode)
+        per_stats = _rebase_index_stats(_episode_stats(sources, picks, features), pt, data_loc, start.episode)
     finally:
         bar.close()
     n = len(picks)
     rows: dict[str, list] = {
         "episode_index": list(range(start.episode, start.episode + n)),
-        "tasks": [list(sources[p.source].episodes[p.episode].tasks) or [tasks[t] for t in data_loc["tasks"][i]]
-                  for i, p in enumerate(picks)],
+        "tasks": [list(pt.tasks[i]) or [tasks[t] for t in data_loc["tasks"][i]] for i in range(len(picks))],
         "length": list(rows_per),
         "data/chunk_index": data_loc["chunk"],
         "data/file_index": data_loc["file"],
@@ -130,23 +129,57 @@ def build(root: Path, sources: Sequence[DatasetMeta], picks: Sequence[Pick], fea
     rows["meta/episodes/chunk_index"] = [c] * n
     rows["meta/episodes/file_index"] = [f] * n
     stat_keys = [k for k in features]
-    table = _tables.episodes_table(rows, _tables.stats_columns(per_stats, stat_keys))
+    table = _tables.episodes_table(rows, per_stats.arrow_columns(stat_keys))
     layout.write_parquet(table, root / layout.episodes_path(start.episodes_shard, chunks_size))
     counters["data_files"] = n_data
     return Built(table, per_stats, tasks, frames, counters)
 
 
-def _tasks(sources: Sequence[DatasetMeta], picks: Sequence[Pick], existing: Sequence[str]
+class _PickTable:
+    """Per pick, the columns of its source episode's row (length, global start, data file, tasks), read
+    from the episode tables at once: an :class:`Episode` record per pick costs ~20 us, seconds for
+    100k episodes."""
+
+    def __init__(self, sources: Sequence[DatasetMeta], picks: Sequence[Pick]):
+        n = len(picks)
+        self.source = np.array([p.source for p in picks], dtype=np.int64)
+        self.length = np.zeros(n, dtype=np.int64)
+        self.dataset_from_index = np.zeros(n, dtype=np.int64)
+        self.data_path: list[str] = [""] * n
+        self.tasks: list[tuple[str, ...]] = [()] * n
+        for s, meta in enumerate(sources):
+            where = np.flatnonzero(self.source == s)
+            if not where.size:
+                continue
+            t = meta.episode_table
+            rows = t.ordinals([picks[i].episode for i in where])
+            if (rows < 0).any():
+                bad = [picks[i].episode for i, r in zip(where, rows) if r < 0]
+                raise EditError(f"{meta.root}: unknown episode(s) {bad[:10]}")
+            self.length[where] = t.length[rows]
+            self.dataset_from_index[where] = t.dataset_from_index[rows]
+            files = t.data_file[rows]
+            if t.tasks is None:
+                tasks: list = [()] * len(rows)
+            elif isinstance(t.tasks, list):
+                tasks = [tuple(t.tasks[r]) for r in rows]
+            else:
+                tasks = [tuple(x or ()) for x in t.tasks.take(rows).to_pylist()]
+            for k, i in enumerate(where.tolist()):
+                self.data_path[i] = t.data_files[int(files[k])]
+                self.tasks[i] = tasks[k]
+
+
+def _tasks(sources: Sequence[DatasetMeta], pt: _PickTable, existing: Sequence[str]
            ) -> tuple[list[str], list[np.ndarray]]:
     """Output tasks (``existing`` first, then the picked episodes' tasks in order of first use; every
     task of a source whose episodes list none) and per source a lookup old task_index -> new (-1: not
     yet known; rows that use such a task add it, see :func:`_write_data`)."""
     tasks = list(existing)
     seen = set(tasks)
-    for p in picks:
-        meta = sources[p.source]
-        names = meta.episodes[p.episode].tasks or tuple(meta.tasks[i] for i in sorted(meta.tasks))
-        for t in names:
+    for s, names in zip(pt.source.tolist(), pt.tasks):
+        meta = sources[s]
+        for t in names or tuple(meta.tasks[i] for i in sorted(meta.tasks)):
             if t not in seen:
                 seen.add(t)
                 tasks.append(t)
@@ -160,11 +193,11 @@ def _tasks(sources: Sequence[DatasetMeta], picks: Sequence[Pick], existing: Sequ
     return tasks, luts
 
 
-def _groups(sources: Sequence[DatasetMeta], picks: Sequence[Pick]) -> list[tuple[int, str, list[int]]]:
+def _groups(picks: Sequence[Pick], pt: _PickTable) -> list[tuple[int, str, list[int]]]:
     """Consecutive picks from one source data file: ``(source, data_path, [pick positions])``."""
     out: list[tuple[int, str, list[int]]] = []
     for i, p in enumerate(picks):
-        path = sources[p.source].episodes[p.episode].data_path
+        path = pt.data_path[i]
         if out and out[-1][0] == p.source and out[-1][1] == path:
             out[-1][2].append(i)
         else:
@@ -172,7 +205,7 @@ def _groups(sources: Sequence[DatasetMeta], picks: Sequence[Pick]) -> list[tuple
     return out
 
 
-def _write_data(root: Path, sources, picks, features, start: Start, luts, tasks: list[str], chunks_size: int,
+def _write_data(root: Path, sources, picks, pt: _PickTable, features, start: Start, luts, tasks: list[str], chunks_size: int,
                 data_mb: float, compact: bool, bar) -> tuple[dict[str, list], list[int], int, int]:
     columns = [k for k, f in features.items() if f.get("dtype") != "video"]
     passthrough: dict[str, pa.Field] = {}
@@ -194,7 +227,7 @@ def _write_data(root: Path, sources, picks, features, start: Start, luts, tasks:
             shard += 1
             n_files += 1
 
-    for s, rel, positions in _groups(sources, picks):
+    for s, rel, positions in _groups(picks, pt):
         meta = sources[s]
         path = meta.path(rel)
         file_cols = pq.read_schema(path).names
@@ -208,7 +241,7 @@ def _write_data(root: Path, sources, picks, features, start: Start, luts, tasks:
         eps = [picks[i].episode for i in positions]
         sub, counts = _tables.select_rows(table, eps, path)
         for i, e, c in zip(positions, eps, counts):
-            want = meta.episodes[e].length
+            want = int(pt.length[i])
             if int(c) != want:
                 raise EditError(f"{path}: episode {e} has {int(c)} rows, its metadata says length {want}")
         lut = luts[s]
@@ -224,7 +257,7 @@ def _write_data(root: Path, sources, picks, features, start: Start, luts, tasks:
         sub = _tables.conform(_tables.reindex(sub, new_ep, index, lut), schema, path)
         c, f = layout.chunk_file(shard, chunks_size)
         offset = index
-        used = _episode_task_indices(sub, new_ep, positions, start.episode)
+        used = _episode_task_indices(sub, counts, positions, start.episode)
         row = 0
         for i, cnt in zip(positions, counts):
             loc["chunk"].append(c)
@@ -249,15 +282,28 @@ def _write_data(root: Path, sources, picks, features, start: Start, luts, tasks:
     return loc, rows_per, index - start.index, n_files
 
 
-def _episode_task_indices(sub: pa.Table, new_ep: np.ndarray, positions, first: int) -> dict[int, list[int]]:
-    """New task indices each (new) episode's rows use, in ascending order."""
+def _episode_task_indices(sub: pa.Table, counts, positions, first: int) -> dict[int, list[int]]:
+    """New task indices each (new) episode's rows use, in ascending order (``sub``: the episodes' rows
+    one after the other, ``counts`` rows each)."""
     if "task_index" not in sub.column_names or not sub.num_rows:
         return {}
     ti = sub.column("task_index").to_numpy()
-    pairs = np.unique(np.stack([new_ep, ti], axis=1), axis=0)
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    nz = counts > 0
+    lo = np.full(len(counts), -1, dtype=np.int64)
+    hi = np.full(len(counts), -1, dtype=np.int64)
+    if nz.any():
+        lo[nz] = np.minimum.reduceat(ti, starts[nz])
+        hi[nz] = np.maximum.reduceat(ti, starts[nz])
     out: dict[int, list[int]] = {}
-    for e, t in pairs.tolist():
-        out.setdefault(int(e), []).append(int(t))
+    for k, i in enumerate(positions):
+        if not nz[k]:
+            continue
+        if lo[k] == hi[k]:  # one task (the usual case): no sort of the rows
+            out[first + i] = [int(lo[k])]
+        else:
+            out[first + i] = [int(t) for t in np.unique(ti[starts[k]:starts[k] + counts[k]])]
     return out
 
 
@@ -374,51 +420,70 @@ def _first_frame(src: SourceVideo, ref, meta: DatasetMeta, p: Pick) -> int:
 
 
 def _episode_stats(sources: Sequence[DatasetMeta], picks: Sequence[Pick], features: Mapping[str, Any]
-                   ) -> list[dict[str, dict[str, np.ndarray]]]:
-    stored: dict[int, dict] = {}
-    out = []
-    for p in picks:
-        if p.source not in stored:
-            stored[p.source] = read_episode_stats(sources[p.source])
-            missing = [q.episode for q in picks if q.source == p.source and q.episode not in stored[p.source]]
-            if missing:
-                stored[p.source].update(_compute_stats(sources[p.source], missing))
-        st = stored[p.source][p.episode]
-        out.append({k: v for k, v in st.items() if k in features})
-    return out
+                   ) -> EpisodeStatsColumns:
+    """Each pick's stored per-episode stats (computed from the data where a source stores none, as
+    v2.0), in pick order, for the output's features; read column-wise (no object per episode)."""
+    parts, order = [], []
+    for s, meta in enumerate(sources):
+        where = [i for i, p in enumerate(picks) if p.source == s]
+        if not where:
+            continue
+        eps = [picks[i].episode for i in where]
+        cols = read_episode_stats_columns(meta, eps)
+        have = np.zeros(len(eps), dtype=bool)
+        for ok in cols.present.values():
+            have |= ok
+        missing = [e for e, h in zip(eps, have) if not h]
+        if missing:  # none stored (v2.0): computed, as LeRobot's converter does
+            computed = _compute_stats(meta, missing)
+            fill = EpisodeStatsColumns.from_dicts([computed[e] for e in missing])
+            rows_have = np.flatnonzero(have)
+            rows_missing = np.flatnonzero(~have)
+            merged = EpisodeStatsColumns.concat([cols.take(rows_have), fill])
+            cols = merged.take(np.argsort(np.concatenate([rows_have, rows_missing]), kind="stable"))
+        parts.append(cols)
+        order += where
+    allc = EpisodeStatsColumns.concat(parts)
+    return allc.take(np.argsort(np.asarray(order, dtype=np.int64), kind="stable")).select(features)
 
 
-def _rebase_index_stats(per_stats: list[dict], sources: Sequence[DatasetMeta], picks: Sequence[Pick],
-                        data_loc: Mapping[str, list], first_episode: int) -> list[dict]:
+def _rebase_index_stats(per: EpisodeStatsColumns, pt: _PickTable, data_loc: Mapping[str, list],
+                        first_episode: int) -> EpisodeStatsColumns:
     """Per-episode stats of the re-indexed columns as the output rows have them: ``episode_index``
     (constant: the new episode index), ``index`` (shifted by the episode's new start), ``task_index``
     (the remapped task; computed from the rows where an episode uses several). LeRobot 0.4.4's
     ``delete_episodes`` carries these over unchanged, so they describe the source rows, and a check
     of stats against the data (``prf.validate``) would flag them; every other feature's stats are the
     source's, as LeRobot's."""
-    out = []
-    for i, (p, st) in enumerate(zip(picks, per_stats)):
-        st = dict(st)
-        new_e = first_episode + i
-        if "episode_index" in st:
-            st["episode_index"] = _constant_stats(st["episode_index"], new_e)
-        if "index" in st:
-            delta = data_loc["from"][i] - sources[p.source].episodes[p.episode].dataset_from_index
-            st["index"] = {k: (v if k in ("std", "count") else np.asarray(v) + delta) for k, v in st["index"].items()}
-        if "task_index" in st:
-            used = data_loc["tasks"][i]
-            if data_loc["task_stats"][i] is not None:
-                st["task_index"] = data_loc["task_stats"][i]
-            elif used:
-                st["task_index"] = _constant_stats(st["task_index"], used[0])
-        out.append(st)
-    return out
+    n = len(pt.length)
+    delta = np.asarray(data_loc["from"], dtype=np.int64) - pt.dataset_from_index
+    if "episode_index" in per.stats:
+        _set_constant(per.stats["episode_index"], np.arange(first_episode, first_episode + n), slice(None))
+    if "index" in per.stats:
+        for name, v in per.stats["index"].items():
+            if name not in ("std", "count"):
+                v += delta.reshape(-1, *([1] * (v.ndim - 1)))
+    if "task_index" in per.stats:
+        d = per.stats["task_index"]
+        single = np.array([len(t) == 1 for t in data_loc["tasks"]], dtype=bool)
+        first = np.array([t[0] if t else -1 for t in data_loc["tasks"]], dtype=np.float64)
+        _set_constant(d, first[single], single)
+        for i, st in enumerate(data_loc["task_stats"]):
+            if st is not None:
+                for name, v in d.items():
+                    if name in st:
+                        v[i] = np.asarray(st[name], dtype=np.float64).reshape(v.shape[1:])
+    return per
 
 
-def _constant_stats(old: Mapping[str, Any], value: float) -> dict[str, Any]:
-    """Stats of a column whose every row is ``value`` (shapes and count as ``old``)."""
-    return {k: (v if k == "count" else np.zeros_like(np.asarray(v, dtype=np.float64)) if k == "std"
-                else np.full_like(np.asarray(v, dtype=np.float64), value)) for k, v in old.items()}
+def _set_constant(d: dict[str, np.ndarray], values: np.ndarray, rows) -> None:
+    """Stats of rows whose every frame has the value ``values[j]`` (``count`` kept)."""
+    for name, v in d.items():
+        if name == "count":
+            continue
+        sub = v[rows]
+        sub[...] = 0.0 if name == "std" else values.reshape(-1, *([1] * (v.ndim - 1)))
+        v[rows] = sub
 
 
 def _compute_stats(meta: DatasetMeta, episodes: list[int]) -> dict[int, dict]:
@@ -474,6 +539,6 @@ def write_dataset(root: Path, sources: Sequence[DatasetMeta], picks: Sequence[Pi
     info = info_json(base, feats, total_episodes=len(picks), total_frames=built.frames, total_tasks=len(built.tasks),
                      chunks_size=chunks, data_mb=data_mb, video_mb=video_mb)
     (meta / "info.json").write_text(json.dumps(info, indent=4))
-    stats = aggregate_stats(built.episode_stats)
+    stats = built.episode_stats.aggregate()
     (meta / "stats.json").write_text(json.dumps(stats_to_json(stats), indent=4))
     return {"episodes": len(picks), "frames": built.frames, "tasks": len(built.tasks), **built.counters}

@@ -89,27 +89,6 @@ def conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def stats_columns(per_episode: Sequence[Mapping[str, Mapping[str, np.ndarray]]], keys: Sequence[str]
-                  ) -> dict[str, pa.Array]:
-    """``stats/{key}/{stat}`` columns (nested lists of float64, ``count`` int64) from per-episode stats,
-    one row per episode; a stat an episode lacks is null."""
-    names: dict[str, list[str]] = {}
-    for st in per_episode:
-        for k in keys:
-            for s in st.get(k, {}):
-                if s not in names.setdefault(k, []):
-                    names[k].append(s)
-    out: dict[str, pa.Array] = {}
-    for k in keys:
-        for s in names.get(k, []):
-            vals: list[Any] = []
-            for st in per_episode:
-                v = st.get(k, {}).get(s)
-                vals.append(None if v is None else np.asarray(v).tolist())
-            out[f"stats/{k}/{s}"] = pa.array(vals)
-    return out
-
-
 def episodes_table(rows: Mapping[str, Sequence[Any]], stats: Mapping[str, pa.Array]) -> pa.Table:
     """The ``meta/episodes`` table in LeRobot's column order: location columns, ``stats/*``, then
     ``meta/episodes/chunk_index`` and ``file_index``."""

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator
 from .._atomic import replace_dir, temp_dir_for
 from ..errors import EditError
 from ..format import DatasetMeta, layout
-from ..stats import aggregate_stats, read_episode_stats, stats_to_json
+from ..stats import EpisodeStatsColumns, read_episode_stats_columns, stats_to_json
 from ._build import Pick, Start, build, output_features
 from ._common import check_compatible, link_tree, open_source, resolve_episodes, wrap_errors
 
@@ -233,13 +233,12 @@ def _match_episode_schema(tmp: Path, meta: DatasetMeta, table, shard: int, chunk
     layout.write_parquet(out, tmp / layout.episodes_path(shard, chunks))
 
 
-def _combined_stats(meta: DatasetMeta, new: list[dict]) -> dict:
+def _combined_stats(meta: DatasetMeta, new: EpisodeStatsColumns) -> dict:
     stored = meta.stats()
     if stored and all(isinstance(v, dict) and "count" in v for v in stored.values()):
         import numpy as np
 
         old = {k: {s: np.asarray(x, dtype=np.int64 if s == "count" else np.float64) for s, x in d.items()
                    if x is not None} for k, d in stored.items()}
-        return aggregate_stats([old, *new])
-    per = read_episode_stats(meta)
-    return aggregate_stats([*per.values(), *new])
+        return EpisodeStatsColumns.concat([EpisodeStatsColumns.from_dicts([old]), new]).aggregate()
+    return EpisodeStatsColumns.concat([read_episode_stats_columns(meta), new]).aggregate()
