@@ -488,9 +488,12 @@ def dataset_stats(dataset: Any, episodes: Iterable[int] | None = None) -> dict[s
     stored = meta.stats()
     if whole and stored:
         return _as_arrays(stored)
-    per_episode = read_episode_stats(meta)
-    if per_episode and all(e in per_episode for e in selected):
-        return aggregate_stats([per_episode[e] for e in selected])
+    cols = read_episode_stats_columns(meta, selected)
+    have = np.zeros(cols.n, dtype=bool)
+    for ok in cols.present.values():
+        have |= ok
+    if cols.n and have.all():
+        return cols.aggregate()
     if stored:
         warnings.warn(
             f"{meta.root}: no per-episode stats for the selected episodes; returning meta/stats.json, which "
