@@ -179,6 +179,15 @@ def main() -> None:
             prf.subset_dataset(base, ten, episodes=range(10), progress=False)
         results["append"][name] = _time_append(cache, base, ten)
         print(f"append to {name}: {results['append'][name]}", file=sys.stderr, flush=True)
+    # how delete grows with dataset size: one episode out of the --append-frames dataset (prf only;
+    # every data file after the cut is rewritten, its index re-based)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        t = time.perf_counter()
+        prf.delete_episodes(big, Path(tmp) / "d", [prf.DatasetMeta(big).total_episodes // 2], progress=False)
+        results["delete_large"] = {"frames": prf.DatasetMeta(big).total_frames,
+                                   "episodes": prf.DatasetMeta(big).total_episodes,
+                                   "seconds": time.perf_counter() - t}
+    print(f"delete one episode of {big.name}: {results['delete_large']}", file=sys.stderr, flush=True)
     results["load_average_at_end"] = os.getloadavg()
     print(json.dumps(results, indent=2))
     print("\n| dataset | operation | runs | prf s (median; all) | LeRobot s (median; all) | speed-up |\n"
@@ -196,6 +205,8 @@ def main() -> None:
     for name, ap in results["append"].items():
         print(f"append 10 episodes ({ap['appended_frames']} frames) to {name} ({ap['frames_before']} frames / "
               f"{ap['episodes_before']} episodes): {ap['seconds']:.2f} s")
+    d = results["delete_large"]
+    print(f"delete 1 episode of {d['frames']} frames / {d['episodes']} episodes: {d['seconds']:.1f} s")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
 
