@@ -243,7 +243,10 @@ def _check_schema(ctx: _Ctx) -> None:
 
 
 def _episodes_of_file(meta: DatasetMeta, f: Path) -> list[int]:
-    return [e for e, ep in meta.episodes.items() if meta.path(ep.data_path) == f]
+    t = meta.episode_table  # the table's columns: no Episode record per episode and file
+    files = [meta.path(p) for p in t.data_files]
+    hit = [i for i, p in enumerate(files) if p == f]
+    return t.index[np.isin(t.data_file, hit)].astype(int).tolist()
 
 
 def _check_index(ctx: _Ctx, con) -> None:
@@ -405,11 +408,18 @@ def _check_stats(ctx: _Ctx) -> None:
                 a["max"] = np.maximum(a["max"], x.max(0))
                 a["sum"] += x.sum(0)
                 a["n"] += len(x)
-            if meta.is_v3:
-                for e in np.unique(ep):
-                    xe = x[ep == e]
-                    lo, hi = per_ep.setdefault(int(e), {}).get(k, (np.full(x.shape[1], np.inf), np.full(x.shape[1], -np.inf)))
-                    per_ep[int(e)][k] = (np.minimum(lo, xe.min(0)), np.maximum(hi, xe.max(0)))
+            if meta.is_v3 and x.size:
+                # per-episode min/max by segments of equal episode_index (rows of an episode are
+                # contiguous in LeRobot files; a masked pass per episode was quadratic in a file's episodes)
+                order = np.argsort(ep, kind="stable")
+                es, xs = ep[order], x[order]
+                starts = np.flatnonzero(np.r_[True, es[1:] != es[:-1]])
+                seg_lo, seg_hi = np.minimum.reduceat(xs, starts, axis=0), np.maximum.reduceat(xs, starts, axis=0)
+                for e, lo_e, hi_e in zip(es[starts].tolist(), seg_lo, seg_hi):
+                    d = per_ep.setdefault(int(e), {})
+                    if k in d:
+                        lo_e, hi_e = np.minimum(d[k][0], lo_e), np.maximum(d[k][1], hi_e)
+                    d[k] = (lo_e, hi_e)
     complete = all(all(p.is_file() for p in meta.episode_files(e)) for e in meta.episodes)
     for k, a in acc.items():
         if not a["n"][0]:
