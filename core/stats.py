@@ -415,11 +415,40 @@ def read_episode_stats_columns(meta: Any, episodes: Sequence[int] | None = None)
         per = read_episode_stats(meta)
         return EpisodeStatsColumns.from_dicts([per.get(int(e), {}) for e in eps]) if len(eps) else \
             EpisodeStatsColumns(0, {}, {})
+    index, full = _stored_stats_columns(Path(meta.root))
+    if not len(index) or not full.stats:
+        return EpisodeStatsColumns(len(eps), {}, {})
+    order = np.argsort(index, kind="stable")
+    pos = np.minimum(np.searchsorted(index[order], eps), len(index) - 1)
+    found = index[order][pos] == eps
+    out = full.take(np.where(found, order[pos], 0))
+    if not found.all():
+        for k, d in out.stats.items():
+            out.present[k] = out.present[k] & found
+            for stat, v in d.items():
+                v[~found] = 0.0 if stat == "count" else np.nan
+    return out
+
+
+#: ``meta/episodes`` stats of the datasets read last: (root, file signature) -> (episode_index, columns)
+_STORED: dict[tuple[str, tuple], tuple[np.ndarray, EpisodeStatsColumns]] = {}
+_STORED_MAX_BYTES = 32 * 2**20  # larger stats tables are read each time, not kept
+
+
+def _stored_stats_columns(root: Path) -> tuple[np.ndarray, EpisodeStatsColumns]:
+    """Every row's stored ``stats/*`` of a v3.0 dataset (its ``episode_index`` column, and the stats as
+    columns); kept for the last few datasets while their ``meta/episodes`` files are unchanged (a
+    split reads one source's stats once for all its parts)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    sig = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    hit = _STORED.get((str(root), sig))
+    if hit is not None:
+        return hit
     tables = []
-    for f in sorted((Path(meta.root) / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+    for f in files:
         try:
             names = pq.read_schema(f).names
             cols = [c for c in names if c.startswith("stats/")]
@@ -428,26 +457,24 @@ def read_episode_stats_columns(meta: Any, episodes: Sequence[int] | None = None)
             raise StatsError(f"{f}: cannot read the per-episode stats columns ({e})") from None
     table = pa.concat_tables(tables, promote_options="default") if tables else pa.table({"episode_index": []})
     index = table.column("episode_index").to_numpy().astype(np.int64)
-    order = np.argsort(index, kind="stable")
-    pos = np.searchsorted(index[order], eps)
-    found = (pos < len(index)) & (index[order][np.minimum(pos, max(len(index) - 1, 0))] == eps) if len(index) \
-        else np.zeros(len(eps), bool)
-    rows = np.where(found, order[np.minimum(pos, max(len(index) - 1, 0))], 0) if len(index) else pos
-    n = len(eps)
+    n = len(index)
     stats: dict[str, dict[str, np.ndarray]] = {}
     present: dict[str, np.ndarray] = {}
     leaf: dict[str, dict[str, str]] = {}
     for c in table.column_names:
-        if not c.startswith("stats/"):
+        if not c.startswith("stats/") or not n:
             continue
         key, stat = c.split("/", 1)[1].rsplit("/", 1)
-        col = table.column(c).take(pa.array(rows)) if len(index) else table.column(c)
-        vals, ok, leaf.setdefault(key, {})[stat] = _list_column_to_numpy(col.combine_chunks(), c)
-        ok &= found
+        vals, ok, leaf.setdefault(key, {})[stat] = _list_column_to_numpy(table.column(c).combine_chunks(), c)
         stats.setdefault(key, {})[stat] = np.where(ok.reshape(-1, *([1] * (vals.ndim - 1))), vals,
                                                    0.0 if stat == "count" else np.nan)
         present[key] = present.get(key, np.ones(n, bool)) & ok
-    return EpisodeStatsColumns(n, stats, present, leaf)
+    out = (index, EpisodeStatsColumns(n, stats, present, leaf))
+    if sum(v.nbytes for d in stats.values() for v in d.values()) <= _STORED_MAX_BYTES:
+        if len(_STORED) >= 4:
+            _STORED.pop(next(iter(_STORED)))
+        _STORED[(str(root), sig)] = out
+    return out
 
 
 def _list_column_to_numpy(arr: Any, name: str) -> tuple[np.ndarray, np.ndarray, str]:
