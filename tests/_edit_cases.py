@@ -51,10 +51,12 @@ def odd_dataset(root: Path, codec: str = "auto", size: int = 64) -> Path:
                                      progress=False, video_codec=codec)
 
 
-def odd_hevc_dataset(root: Path) -> Path:
+def odd_hevc_dataset(root: Path, open_gop: bool = False) -> Path:
     """:func:`odd_dataset` (128x128: libx265 needs frames of at least its 64-pixel CTU) with its video
     transcoded to HEVC by PyAV's libx265 (closed GOPs of 4 frames with B-frames, the same pts); a codec prf has no
-    encoder for, so a GOP cut mid-way is copied whole (``padded_frames``), not re-encoded."""
+    encoder for, so a GOP cut mid-way is copied whole (``padded_frames``), not re-encoded. ``open_gop``:
+    x265's default open GOPs of 2 frames instead (each B-frame decoded after the next GOP's keyframe, so
+    a keyframe's dts lies frames before its pts; LeRobot's PyAV reader cannot read such a file)."""
     import json
 
     import av
@@ -68,8 +70,9 @@ def odd_hevc_dataset(root: Path) -> Path:
             s_out = dst.add_stream("libx265", rate=10)
             s_out.width, s_out.height, s_out.pix_fmt = s_in.width, s_in.height, "yuv420p"
             s_out.time_base = s_in.time_base
+            gop = "keyint=2:min-keyint=2:open-gop=1" if open_gop else "keyint=4:min-keyint=4:open-gop=0"
             s_out.options = {"crf": "10", "preset": "ultrafast",
-                             "x265-params": "keyint=4:min-keyint=4:scenecut=0:open-gop=0:bframes=2:log-level=error"}
+                             "x265-params": f"{gop}:scenecut=0:bframes=2:log-level=error"}
             for fr in src.decode(s_in):
                 fr.pict_type = av.video.frame.PictureType.NONE
                 dst.mux(s_out.encode(fr))

@@ -353,6 +353,28 @@ def test_export_hevc_episode_starting_inside_a_gop(cases, tmp_path):
     assert np.array_equal(frames, src.get_batch(list(range(len(src))))["observation.images.cam"])
 
 
+def test_open_gop_hevc_delete(tmp_path):
+    """Open-GOP HEVC (x265's default): the output's first packet, a keyframe whose source dts lies
+    frames before its pts, gets a dts one frame before the next packet's, so the stream keeps its fps
+    (prf's reader checks it against info.json) and every frame is the source's."""
+    import av
+
+    from _edit_cases import _src, odd_hevc_dataset
+
+    if "libx265" not in av.codecs_available:
+        pytest.skip("this PyAV build has no libx265")
+    src = odd_hevc_dataset(tmp_path / "open", open_gop=True)
+    r = prf.delete_episodes(src, tmp_path / "d", [0], progress=False)
+    assert r["reencoded_frames"] == 0 and r["padded_frames"] == 1, r  # episode 1 starts at frame 11, GOP 10
+    out = tmp_path / "d"
+    mp4 = next((out / "videos").rglob("*.mp4"))
+    with av.open(str(mp4)) as c:
+        assert float(c.streams.video[0].average_rate) == pytest.approx(10, rel=1e-3)
+    n = prf.DatasetMeta(out).total_frames
+    got = prf.open_dataset(out).get_batch(list(range(n)))
+    compare(got, expected(out, _src(src, [1, 2, 3, 4]), list(range(n))), ["observation.images.cam"], False, "open")
+
+
 def test_export_outcomes_and_errors(tmp_path):
     res = prf.export_episodes(PUSHT21, tmp_path / "x", [2], progress=False)
     meta = json.loads((tmp_path / "x" / "episode_000002" / "metadata.json").read_text())
