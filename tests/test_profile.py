@@ -24,8 +24,9 @@ ALOHA = DATA / "aloha_multicam_v30"
 def _check_adds_up(p: dict) -> None:
     main_sum = sum(v["s"] for v in p["main"].values())
     assert main_sum == pytest.approx(p["main_s"], abs=1e-5)
-    # the calling thread's exclusive stages cover its wall time within 10%
-    assert abs(p["wall_s"] - main_sum) <= 0.10 * p["wall_s"], format_text(p)
+    # the calling thread's exclusive stages cover its wall time within 10% (or 1 ms: a loader without
+    # cameras runs 4 batches in under a millisecond, where the timers' own overhead is that 10%)
+    assert abs(p["wall_s"] - main_sum) <= max(0.10 * p["wall_s"], 1e-3), format_text(p)
     assert p["unaccounted_s"] == pytest.approx(p["wall_s"] - p["main_s"], abs=1e-5)
 
 
