@@ -67,35 +67,10 @@ def feature_stats(values: np.ndarray, *, is_camera: bool = False, quantiles: str
 
 def aggregate_stats(per_episode: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, np.ndarray]]:
     """Combine per-episode statistics into dataset statistics (as LeRobot's ``aggregate_stats``):
-    min of mins, max of maxes, count-weighted mean, pooled variance, count-weighted quantiles."""
-    eps = list(per_episode)
-    keys = sorted({k for e in eps for k in e})
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for key in keys:
-        parts = [e[key] for e in eps if key in e]
-        counts = np.array([float(np.asarray(p["count"]).reshape(-1)[0]) for p in parts])
-        w = counts / counts.sum()
-
-        def wsum(name: str) -> np.ndarray:
-            return sum(wi * np.asarray(p[name], dtype=np.float64) for wi, p in zip(w, parts))
-
-        mean = wsum("mean")
-        var = sum(
-            wi * (np.asarray(p["std"], dtype=np.float64) ** 2 + (np.asarray(p["mean"], dtype=np.float64) - mean) ** 2)
-            for wi, p in zip(w, parts)
-        )
-        agg = {
-            "min": np.min([np.asarray(p["min"], dtype=np.float64) for p in parts], axis=0),
-            "max": np.max([np.asarray(p["max"], dtype=np.float64) for p in parts], axis=0),
-            "mean": mean,
-            "std": np.sqrt(var),
-            "count": np.array([int(counts.sum())], dtype=np.int64),
-        }
-        for q in QUANTILES:
-            if all(q in p for p in parts):
-                agg[q] = wsum(q)
-        out[key] = agg
-    return out
+    min of mins, max of maxes, count-weighted mean, pooled variance, count-weighted quantiles (a
+    quantile only where every episode has it); keys in sorted order. See
+    :meth:`EpisodeStatsColumns.aggregate`, which this calls."""
+    return EpisodeStatsColumns.from_dicts(list(per_episode)).aggregate()
 
 
 def stats_to_json(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -340,10 +315,11 @@ class EpisodeStatsColumns:
                 for k, d in self.stats.items() if self.present[k][i]}
 
     def aggregate(self) -> dict[str, dict[str, np.ndarray]]:
-        """Dataset statistics from these episodes, as :func:`aggregate_stats` (LeRobot's rules)."""
+        """Dataset statistics from these episodes, by LeRobot's ``aggregate_stats`` rules: min of mins,
+        max of maxes, count-weighted mean, pooled variance, count-weighted quantiles; keys sorted."""
         out: dict[str, dict[str, np.ndarray]] = {}
-        for k, d in self.stats.items():
-            rows = self.present[k]
+        for k in sorted(self.stats):
+            d, rows = self.stats[k], self.present[k]
             if not rows.any() or "count" not in d:
                 continue
             counts = d["count"][rows, 0].astype(np.float64)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import prf
 from conftest import LEROBOT
-from prf.stats import EpisodeStatsColumns, aggregate_stats, read_episode_stats, read_episode_stats_columns
+from prf.stats import EpisodeStatsColumns, read_episode_stats, read_episode_stats_columns
+from test_stats import _lerobot_aggregate
 
 NAMES = ["aloha_multicam_v30", "so101_wrist_v30", "pusht_sim_v30", "pusht_sim_v21", "rebot_novideo_v30"]
 
@@ -31,7 +32,7 @@ def test_read_columns_equals_read_dicts(name):
             assert set(row[k]) == set(d)
             for s, v in d.items():
                 assert np.array_equal(row[k][s], v), (name, e, k, s)
-    assert _close(cols.aggregate(), aggregate_stats([per[e] for e in eps]))
+    assert _close(cols.aggregate(), _lerobot_aggregate([per[e] for e in eps]))
 
 
 @pytest.mark.parametrize("name", ["aloha_multicam_v30", "pusht_sim_v30"])
@@ -86,9 +87,10 @@ def _episode_stats(draw):
 @settings(max_examples=60, deadline=None)
 @given(_episode_stats())
 def test_aggregate_equals_lerobot_rules(per):
-    """Column-wise aggregation = aggregate_stats (count-weighted mean and quantiles, pooled variance)."""
+    """Column-wise aggregation = LeRobot's aggregate_stats formulas written out plainly
+    (tests/test_stats.py::_lerobot_aggregate; prf.stats.aggregate_stats calls the column-wise one)."""
     cols = EpisodeStatsColumns.from_dicts(per)
-    assert _close(cols.aggregate(), aggregate_stats(per))
+    assert _close(cols.aggregate(), _lerobot_aggregate(per))
     # concatenation and take are row operations: aggregating a permuted concat gives the same result
     both = EpisodeStatsColumns.concat([cols, cols]).take(np.arange(2 * len(per))[::-1])
-    assert _close(both.aggregate(), aggregate_stats(per + per))
+    assert _close(both.aggregate(), _lerobot_aggregate(per + per))
