@@ -240,7 +240,6 @@ class ShardWriter:
         if not prefix_ok:
             later = np.flatnonzero(idx.keyframe[f1:]) + f1
             end = int(later[0]) if later.size else idx.num_frames
-            src._next = -1  # read the GOP again from its keyframe
             pkts, _ = src.packets(lead, end)
         self._copy(pkts, src.time_base, t_lead)
         self.padded_frames += (f0 - lead) + (end - f1)
