@@ -109,7 +109,7 @@ def build(root: Path, sources: Sequence[DatasetMeta], picks: Sequence[Pick], fea
         for key in cameras:
             video_loc[key] = _write_videos(root, key, sources, picks, rows_per, start.video_shard.get(key, 0),
                                            chunks_size, video_files_size_in_mb, counters, bar)
-        per_stats = _rebase_index_stats(_episode_stats(sources, picks, features), pt, data_loc, start.episode)
+        per_stats = _rebase_index_stats(_episode_stats(sources, picks, pt, features), pt, data_loc, start.episode)
     finally:
         bar.close()
     n = len(picks)
@@ -257,7 +257,8 @@ def _write_data(root: Path, sources, picks, pt: _PickTable, features, start: Sta
         sub = _tables.conform(_tables.reindex(sub, new_ep, index, lut), schema, path)
         c, f = layout.chunk_file(shard, chunks_size)
         offset = index
-        used = _episode_task_indices(sub, counts, positions, start.episode)
+        ti = sub.column("task_index").to_numpy() if "task_index" in sub.column_names else None
+        used = _episode_task_indices(ti, counts, positions, start.episode)
         row = 0
         for i, cnt in zip(positions, counts):
             loc["chunk"].append(c)
@@ -266,9 +267,7 @@ def _write_data(root: Path, sources, picks, pt: _PickTable, features, start: Sta
             loc["to"].append(offset + int(cnt))
             loc["tasks"].append(used.get(start.episode + i, []))
             # an episode whose rows use several tasks: its task_index stats from the remapped rows
-            loc["task_stats"].append(
-                feature_stats(sub.column("task_index").slice(row, int(cnt)).to_numpy())
-                if len(loc["tasks"][-1]) > 1 else None)
+            loc["task_stats"].append(feature_stats(ti[row:row + int(cnt)]) if len(loc["tasks"][-1]) > 1 else None)
             row += int(cnt)
             rows_per.append(int(cnt))
             offset += int(cnt)
@@ -282,12 +281,11 @@ def _write_data(root: Path, sources, picks, pt: _PickTable, features, start: Sta
     return loc, rows_per, index - start.index, n_files
 
 
-def _episode_task_indices(sub: pa.Table, counts, positions, first: int) -> dict[int, list[int]]:
-    """New task indices each (new) episode's rows use, in ascending order (``sub``: the episodes' rows
-    one after the other, ``counts`` rows each)."""
-    if "task_index" not in sub.column_names or not sub.num_rows:
+def _episode_task_indices(ti: np.ndarray | None, counts, positions, first: int) -> dict[int, list[int]]:
+    """New task indices each (new) episode's rows use, in ascending order (``ti``: the ``task_index``
+    of the episodes' rows one after the other, ``counts`` rows each; None: no such column)."""
+    if ti is None or not ti.size:
         return {}
-    ti = sub.column("task_index").to_numpy()
     counts = np.asarray(counts, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     nz = counts > 0
@@ -419,32 +417,31 @@ def _first_frame(src: SourceVideo, ref, meta: DatasetMeta, p: Pick) -> int:
     return int(f[0])
 
 
-def _episode_stats(sources: Sequence[DatasetMeta], picks: Sequence[Pick], features: Mapping[str, Any]
-                   ) -> EpisodeStatsColumns:
+def _episode_stats(sources: Sequence[DatasetMeta], picks: Sequence[Pick], pt: _PickTable,
+                   features: Mapping[str, Any]) -> EpisodeStatsColumns:
     """Each pick's stored per-episode stats (computed from the data where a source stores none, as
     v2.0), in pick order, for the output's features; read column-wise (no object per episode)."""
     parts, order = [], []
     for s, meta in enumerate(sources):
-        where = [i for i, p in enumerate(picks) if p.source == s]
-        if not where:
+        where = np.flatnonzero(pt.source == s)
+        if not where.size:
             continue
         eps = [picks[i].episode for i in where]
         cols = read_episode_stats_columns(meta, eps)
         have = np.zeros(len(eps), dtype=bool)
         for ok in cols.present.values():
             have |= ok
-        missing = [e for e, h in zip(eps, have) if not h]
-        if missing:  # none stored (v2.0): computed, as LeRobot's converter does
+        if not have.all():  # none stored (v2.0): computed, as LeRobot's converter does
+            missing = [e for e, h in zip(eps, have) if not h]
             computed = _compute_stats(meta, missing)
             fill = EpisodeStatsColumns.from_dicts([computed[e] for e in missing])
-            rows_have = np.flatnonzero(have)
-            rows_missing = np.flatnonzero(~have)
-            merged = EpisodeStatsColumns.concat([cols.take(rows_have), fill])
-            cols = merged.take(np.argsort(np.concatenate([rows_have, rows_missing]), kind="stable"))
+            # row j: its stored row where it has one, else its computed row (after the stored ones)
+            cols = EpisodeStatsColumns.concat([cols, fill]).take(
+                np.where(have, np.arange(len(eps)), len(eps) + np.cumsum(~have) - 1))
         parts.append(cols)
-        order += where
+        order.append(where)
     allc = EpisodeStatsColumns.concat(parts)
-    return allc.take(np.argsort(np.asarray(order, dtype=np.int64), kind="stable")).select(features)
+    return allc.take(np.argsort(np.concatenate(order), kind="stable")).select(features)
 
 
 def _rebase_index_stats(per: EpisodeStatsColumns, pt: _PickTable, data_loc: Mapping[str, list],
@@ -479,11 +476,8 @@ def _rebase_index_stats(per: EpisodeStatsColumns, pt: _PickTable, data_loc: Mapp
 def _set_constant(d: dict[str, np.ndarray], values: np.ndarray, rows) -> None:
     """Stats of rows whose every frame has the value ``values[j]`` (``count`` kept)."""
     for name, v in d.items():
-        if name == "count":
-            continue
-        sub = v[rows]
-        sub[...] = 0.0 if name == "std" else values.reshape(-1, *([1] * (v.ndim - 1)))
-        v[rows] = sub
+        if name != "count":
+            v[rows] = 0.0 if name == "std" else values.reshape(-1, *([1] * (v.ndim - 1)))
 
 
 def _compute_stats(meta: DatasetMeta, episodes: list[int]) -> dict[int, dict]:
