@@ -322,7 +322,7 @@ class EpisodeStatsColumns:
             d, rows = self.stats[k], self.present[k]
             if not rows.any() or "count" not in d:
                 continue
-            counts = d["count"][rows, 0].astype(np.float64)
+            counts = d["count"][rows].reshape(int(rows.sum()), -1)[:, 0].astype(np.float64)  # [1] or scalar
             w = counts / counts.sum()
 
             def wsum(name: str) -> np.ndarray:
@@ -343,8 +343,9 @@ class EpisodeStatsColumns:
         return out
 
     def arrow_columns(self, keys: Sequence[str]) -> dict[str, Any]:
-        """``stats/{key}/{stat}`` columns for ``meta/episodes`` as LeRobot writes them (nested lists of
-        float64, ``count`` a list of int64; null where the episode has no stats for the key)."""
+        """``stats/{key}/{stat}`` columns for ``meta/episodes`` as LeRobot writes them: nested lists
+        shaped like the feature, values in :attr:`leaf`'s type (default float64, ``count`` int64);
+        null where the episode has no stats for the key."""
         import pyarrow as pa
 
         out: dict[str, Any] = {}
