@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import StatsError
+from .format.layout import episodes_files
 
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 
@@ -205,7 +206,7 @@ def read_episode_stats(meta: Any) -> dict[int, dict[str, dict[str, np.ndarray]]]
     if getattr(meta, "is_v3", False):
         import pyarrow.parquet as pq
 
-        for f in sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+        for f in episodes_files(root):
             try:
                 names = pq.read_schema(f).names
                 cols = [c for c in names if c.startswith("stats/")]
@@ -419,7 +420,7 @@ def _stored_stats_columns(root: Path) -> tuple[np.ndarray, EpisodeStatsColumns]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    files = episodes_files(root)
     sig = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     hit = _STORED.get((str(root), sig))
     if hit is not None:

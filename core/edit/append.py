@@ -210,7 +210,7 @@ def _match_episode_schema(tmp: Path, meta: DatasetMeta, table, shard: int, chunk
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    existing = sorted((Path(meta.root) / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    existing = layout.episodes_files(meta.root)
     if not existing:
         return
     schema = pq.read_schema(existing[0])

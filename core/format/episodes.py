@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._json import read_jsonl
+from .layout import episodes_files
 from ._paths import format_template, safe_join
 from ..errors import DataFileError, MetadataError
 
@@ -199,7 +200,7 @@ def load_episodes_v3(root: Path, info: Mapping[str, Any], video_keys: Sequence[s
         UnsafePathError: a data or video path would leave the root.
     """
     ep_dir = root / "meta" / "episodes"
-    files = sorted(ep_dir.glob("chunk-*/file-*.parquet"))
+    files = episodes_files(root)
     if not files:
         raise MetadataError(f"{ep_dir}: no episode tables (chunk-*/file-*.parquet)")
     info_path = root / "meta" / "info.json"

@@ -65,6 +65,12 @@ def episodes_path(n: int, chunks_size: int = DEFAULT_CHUNKS_SIZE) -> str:
     return EPISODES_PATH.format(chunk_index=c, file_index=f)
 
 
+def episodes_files(root: str | Path) -> list[Path]:
+    """A v3.0 dataset's ``meta/episodes/chunk-*/file-*.parquet`` files, in order (listed, never passed
+    on as a glob pattern: a root with ``[`` or ``*`` in its path stays literal)."""
+    return sorted((Path(root) / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+
+
 def arrow_type(dtype: str, shape: Iterable[int]) -> pa.DataType:
     """The Arrow type LeRobot 0.4.x stores a feature as: a scalar for shape ``[1]``, else nested
     ``fixed_size_list``s."""

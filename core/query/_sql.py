@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import MetadataError, QueryError
-from ..format import DatasetMeta
+from ..format import DatasetMeta, layout
 
 Source = Union[str, Path, DatasetMeta, Mapping[str, Any]]
 
@@ -150,10 +150,8 @@ def _create_dataset_views(con, meta: DatasetMeta, schema: str | None, with_score
     epmeta = _episodes_meta_table(meta)
     con.register(f"_prf_{tag}_epmeta", epmeta)
     if meta.is_v3:
-        # the files listed here, not a glob duckdb expands: a root with glob characters ("[", "*") in
-        # its path would match nothing
-        ep_files = sorted((meta.root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
-        ep_list = "[" + ", ".join(_lit(f) for f in ep_files) + "]"
+        # the files listed, not a glob duckdb expands: a root with "[" or "*" in its path matched nothing
+        ep_list = "[" + ", ".join(_lit(f) for f in layout.episodes_files(meta.root)) + "]"
         con.execute(
             f"CREATE VIEW {p}episodes AS SELECT e.*, m.* EXCLUDE (episode_index) FROM "
             f"read_parquet({ep_list}, union_by_name=true) e JOIN _prf_{tag}_epmeta m USING (episode_index)"
