@@ -196,7 +196,7 @@ _DTYPES = {"float32": "float", "float64": "double", "int64": "int64", "int32": "
 
 def _check_schema(ctx: _Ctx) -> None:
     meta = ctx.meta
-    files = sorted({meta.path(e.data_path) for e in meta.episodes.values() if meta.path(e.data_path).is_file()})
+    files = _present_files(meta)
     declared = {k: f for k, f in meta.features.items() if not f.is_video}
     for f in files:
         try:
@@ -261,10 +261,11 @@ def _check_index(ctx: _Ctx, con) -> None:
                     f"does not list (orphan rows)", None, e)
     # the index column in file order: index - file_row_number is constant per file (v3.0: starting at the
     # file's first index; v2.x: frame_index == file_row_number in each episode's file)
+    present = _present_files(meta)
     order = con.execute(
         "SELECT filename, count(DISTINCT index - file_row_number) AS k, min(episode_index) "
-        "FROM read_parquet([" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in _present_files(meta))
-        + "], filename=true, file_row_number=true, union_by_name=true) GROUP BY 1").fetchall() if _present_files(meta) else []
+        "FROM read_parquet([" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in present)
+        + "], filename=true, file_row_number=true, union_by_name=true) GROUP BY 1").fetchall() if present else []
     for fname, k, e in order:
         if k != 1:
             ctx.add("index.continuity", "error", "rows are not in index order inside the file (the index column "
@@ -297,7 +298,9 @@ def _check_index(ctx: _Ctx, con) -> None:
 
 
 def _present_files(meta: DatasetMeta) -> list[Path]:
-    return sorted({meta.path(e.data_path) for e in meta.episodes.values() if meta.path(e.data_path).is_file()})
+    """The data files the episodes table names that exist (from the table's file list: one stat per
+    file, not per episode)."""
+    return sorted({p for p in (meta.path(rel) for rel in meta.episode_table.data_files) if p.is_file()})
 
 
 def _check_timestamps(ctx: _Ctx, con) -> None:
