@@ -61,6 +61,21 @@ def edit_info(root: Path, **changes) -> None:
     p.write_text(json.dumps(info))
 
 
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory):
+    """``module_tmp(name)``: a new folder for a module-scoped fixture, removed when the module's tests end
+    (tmp_path_factory's folders would otherwise stay until the session ends: CI's disk is not large)."""
+    made: list[Path] = []
+
+    def _mk(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield _mk
+    for p in made:
+        shutil.rmtree(p, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory) -> Path:
     """A small synthetic v3.0 dataset written by prf's writer (12 episodes x 50 frames, one camera)."""
@@ -81,3 +96,16 @@ def uint8_frames(n: int, h: int = 32, w: int = 48, seed: int = 0) -> np.ndarray:
         for c in range(3):
             out[i, :, :, c] = (127 + 100 * np.sin(xx / w * 6.28 * (c + 1) * base[c] + i * 0.3) * np.cos(yy / h * 3.14)).astype(np.uint8)
     return out
+
+
+def _disk_free(path: Path) -> str:
+    return f"{shutil.disk_usage(path).free / 2**30:.1f} GiB free"
+
+
+def pytest_report_header(config):
+    tmp = Path(__import__("tempfile").gettempdir())
+    return [f"disk: {_disk_free(tmp)} at {tmp}, {_disk_free(Path.home())} at {Path.home()}"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"disk at the end: {_disk_free(Path(__import__('tempfile').gettempdir()))}")

@@ -52,8 +52,8 @@ def _torchrun(out: Path, data: Path, tries: int = 3) -> subprocess.CompletedProc
 
 
 @pytest.fixture(scope="module")
-def torchrun_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("torchrun")
+def torchrun_results(module_tmp):
+    out = module_tmp("torchrun")
     data = dataset_path("pusht_sim_v30")
     proc = _torchrun(out, data)
     assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"

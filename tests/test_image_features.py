@@ -69,8 +69,8 @@ def make_image_dataset(dst: Path, *, corrupt_row: int | None = None) -> Path:
 
 
 @pytest.fixture(scope="module")
-def image_root(tmp_path_factory) -> Path:
-    return make_image_dataset(tmp_path_factory.mktemp("img") / "pusht_images")
+def image_root(module_tmp) -> Path:
+    return make_image_dataset(module_tmp("img") / "pusht_images")
 
 
 def _assert_batches_equal(a: dict, b: dict) -> None:

@@ -16,8 +16,8 @@ CAMS = {"observation.images.raw": "/camera/image_raw", "observation.images.jpeg"
 
 
 @pytest.fixture(scope="module")
-def bag(tmp_path_factory):
-    p = tmp_path_factory.mktemp("bag") / "robot"
+def bag(module_tmp):
+    p = module_tmp("bag") / "robot"
     _logs.write_ros2_bag(p, "mcap")
     return p
 

@@ -58,8 +58,8 @@ def _same(a, b):
 
 
 @pytest.fixture(scope="module")
-def turtle(tmp_path_factory):
-    out = tmp_path_factory.mktemp("turtle") / "o"
+def turtle(module_tmp):
+    out = module_tmp("turtle") / "o"
     prf.convert_log(TURTLE / "example.bag", out, progress=False)
     return out
 

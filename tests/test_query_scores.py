@@ -42,8 +42,8 @@ def _episode(kind: str, seed: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def constructed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scores") / "ds"
+def constructed(module_tmp):
+    root = module_tmp("scores") / "ds"
     feats = {"observation.state": {"dtype": "float32", "shape": [4], "names": ["x", "y", "z", "gripper"]},
              "action": {"dtype": "float32", "shape": [2], "names": ["vx", "vy"]},
              "observation.images.cam": {"dtype": "video", "shape": [32, 48, 3]}}

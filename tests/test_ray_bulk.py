@@ -31,10 +31,10 @@ def cluster(request):
 
 
 @pytest.fixture(scope="module")
-def logs(tmp_path_factory):
+def logs(module_tmp):
     """Three generated robot logs of different lengths (a ROS 2 bag folder, a ROS 1 bag, an MCAP) and
     the shared MCAP logs."""
-    d = tmp_path_factory.mktemp("logs")
+    d = module_tmp("logs")
     _logs.write_ros2_bag(d / "c_ros2", "mcap", n_joint=60, n_image=20)
     _logs.write_ros1_bag(d / "a_ros1.bag", "lz4", n_joint=40, n_image=14)
     _logs.write_ros2_bag(d / "b_sqlite", "sqlite3", n_joint=80, n_image=26)

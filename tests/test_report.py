@@ -55,12 +55,12 @@ def _assert_offline(page: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def converted_log(tmp_path_factory):
+def converted_log(module_tmp):
     pytest.importorskip("rosbags")
     sys.path.insert(0, str(Path(__file__).parent))
     import _logs
 
-    d = tmp_path_factory.mktemp("log")
+    d = module_tmp("log")
     _logs.write_ros2_bag(d / "bag")
     report = prf.convert_log(d / "bag", d / "conv", progress=False)
     assert report.complete
@@ -68,8 +68,8 @@ def converted_log(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def aloha_report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rep") / "aloha.html"
+def aloha_report(module_tmp):
+    out = module_tmp("rep") / "aloha.html"
     r = _run_cli("report", str(ALOHA), "--out", str(out), "--episodes", "0,3")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(out)
