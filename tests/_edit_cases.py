@@ -85,6 +85,25 @@ def odd_hevc_dataset(root: Path, open_gop: bool = False) -> Path:
     return root
 
 
+def v20_dataset(root: Path) -> Path:
+    """pusht_sim_v21 as LeRobot v2.0 stored it: no ``meta/episodes_stats.jsonl``, the dataset's stats in
+    ``meta/stats.json`` (here aggregated from the v2.1 file), ``codebase_version`` ``v2.0``; the same
+    data and videos. ``../shared`` holds no v2.0 dataset."""
+    import json
+
+    from prf.stats import aggregate_stats, read_episode_stats, stats_to_json
+
+    shutil.copytree(PUSHT21, root)
+    per = read_episode_stats(prf.DatasetMeta(root))
+    (root / "meta" / "stats.json").write_text(json.dumps(stats_to_json(aggregate_stats(per.values()))))
+    (root / "meta" / "episodes_stats.jsonl").unlink()
+    info_path = root / "meta" / "info.json"
+    info = json.loads(info_path.read_text())
+    info["codebase_version"] = "v2.0"
+    info_path.write_text(json.dumps(info, indent=4))
+    return root
+
+
 def build_cases(tmp: Path) -> dict[str, tuple[Path, list, bool]]:
     """name -> (output root, per output episode its source, whether GOPs were re-encoded)."""
     c: dict[str, tuple[Path, list, bool]] = {}
@@ -127,6 +146,9 @@ def build_cases(tmp: Path) -> dict[str, tuple[Path, list, bool]]:
     c["upgrade_pusht"] = (tmp / "upgrade_pusht", _src(PUSHT21, _all(PUSHT21)), False)
     prf.upgrade_dataset(G1, tmp / "upgrade_g1", episodes=G1_PRESENT, **kw)
     c["upgrade_g1"] = (tmp / "upgrade_g1", _src(G1, G1_PRESENT), False)
+    v20 = v20_dataset(tmp / "pusht_v20")
+    prf.upgrade_dataset(v20, tmp / "upgrade_pusht_v20", episodes=[0, 3, 4, 9], **kw)  # stats computed
+    c["upgrade_pusht_v20"] = (tmp / "upgrade_pusht_v20", _src(PUSHT21, [0, 3, 4, 9]), False)
     # append (in place): pusht v30 + v2.1 episodes, aloha train + val
     shutil.copytree(PUSHT30, tmp / "append_pusht")
     prf.append_episodes(tmp / "append_pusht", PUSHT21, episodes=[0, 5], **kw)

@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def cases(tmp_path_factory):
-    return build_cases(tmp_path_factory.mktemp("edits"))
+def cases(module_tmp):
+    return build_cases(module_tmp("edits"))
 
 
 def test_prf_reads_every_edit_as_its_source(cases):
@@ -172,6 +172,28 @@ def test_upgrade_layout(cases):
     assert ends[0][0] == 0 and all(abs(a[1] - b[0]) < 1e-9 for a, b in zip(ends, ends[1:]))
     names = pq.read_schema(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet").names
     assert "stats/observation.image/mean" in names and "stats/action/std" in names  # v2.1 has no quantiles
+
+
+def test_upgrade_v20_computes_the_stats_v21_stores(cases):
+    """v2.0 stores no per-episode stats: the upgrade computes them from the data as LeRobot's converter
+    does. Those LeRobot stored in pusht_sim_v21 (computed on the frames before encoding) are the reference:
+    numeric features equal, the camera's per-channel values within what video encoding changes."""
+    from prf.stats import read_episode_stats
+
+    root = cases["upgrade_pusht_v20"][0]
+    assert prf.DatasetMeta(root).codebase_version == "v3.0"
+    got, ref = read_episode_stats(prf.DatasetMeta(root)), read_episode_stats(prf.DatasetMeta(PUSHT21))
+    assert sorted(got) == [0, 1, 2, 3]
+    for new, old in enumerate([0, 3, 4, 9]):
+        for key in ("observation.state", "action"):
+            for stat in ("min", "max", "mean", "std"):
+                np.testing.assert_allclose(got[new][key][stat], ref[old][key][stat], rtol=1e-5, atol=1e-5,
+                                           err_msg=f"episode {old} {key} {stat}")
+        assert got[new]["action"]["count"].item() == ref[old]["action"]["count"].item()
+        for stat in ("mean", "std"):
+            np.testing.assert_allclose(got[new]["observation.image"][stat], ref[old]["observation.image"][stat],
+                                       atol=0.02, err_msg=f"episode {old} image {stat}")
+        assert got[new]["episode_index"]["min"].item() == new  # re-based to the output rows
 
 
 # ---- bad input ------------------------------------------------------------------------------------

@@ -30,8 +30,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def lerobot_samples(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("edits")
+def lerobot_samples(module_tmp):
+    tmp = module_tmp("edits")
     cases = build_cases(tmp)
     jobs = []
     for name, (root, _, _) in cases.items():
