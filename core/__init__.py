@@ -39,7 +39,7 @@ from .sampling import (
     train_val_split,
 )
 from .stats import compute_stats
-from .query import score_episodes, similar, sql, validate
+from .query import SimilarityIndex, score_episodes, similar, sql, validate
 from . import report
 from .report import write_recording, write_report
 from .writer import write_lerobot_dataset
@@ -112,6 +112,7 @@ __all__ = [
     "sql",
     "score_episodes",
     "similar",
+    "SimilarityIndex",
     "validate",
     "report",
     "write_report",

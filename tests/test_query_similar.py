@@ -69,3 +69,65 @@ def test_cli_similar_json(tmp_path):
     rows = json.loads(r.stdout)
     assert len(rows) == 4 and all(set(x) == {"episode_index", "frame_index", "distance"} for x in rows)
     assert list((tmp_path / "similar").glob("*.usearch"))
+
+
+def test_similarity_index_answers_as_similar(tmp_path):
+    """One SimilarityIndex, many queries: each answer equals a whole prf.similar call's (exact and ANN),
+    and the index is loaded from / saved to the cache at the first search, not before."""
+    root = dataset_path("so101_wrist_v30")
+    ex = prf.SimilarityIndex(root, by=("observation.state", "action"), exact=True)
+    ann = prf.SimilarityIndex(root, by=("observation.state", "action"), cache_dir=tmp_path)
+    assert len(ex) == len(ann) == prf.DatasetMeta(root).total_frames
+    assert not list(tmp_path.glob("*.usearch"))
+    for e, f in [(0, 0), (2, 17), (5, 100)]:
+        a = ex.query(e, f, k=6)
+        b = prf.similar(root, episode=e, frame=f, k=6, by=("observation.state", "action"), exact=True)
+        assert a.equals(b)
+        c = ann.query(e, f, k=6)
+        d = prf.similar(root, episode=e, frame=f, k=6, by=("observation.state", "action"), cache_dir=tmp_path)
+        assert c.equals(d)
+        np.testing.assert_allclose(c.column("distance").to_numpy()[:3], a.column("distance").to_numpy()[:3], atol=1e-4)
+    assert len(list(tmp_path.glob("*.usearch"))) == 1
+
+
+def test_similarity_index_rows_and_search():
+    """row() finds every frame (episode, frame_index) -> its vector; search() normalizes raw values as the
+    index did, so a frame's own raw values find that frame at distance 0."""
+    root = dataset_path("aloha_multicam_v30")
+    ix = prf.SimilarityIndex(root, exact=True)
+    rows = [ix.row(int(e), int(f)) for e, f in zip(ix.episode_index, ix.frame_index)]
+    assert rows == list(range(len(ix)))
+    state = prf.DatasetMeta(root)
+    some = np.array([5, 700, 2000])
+    raw = ix.vectors[some].astype(np.float64) * ix.std + ix.mean
+    t = ix.search(raw, k=1)
+    assert t.column_names == ["query", "episode_index", "frame_index", "distance"]
+    assert t.column("query").to_pylist() == [0, 1, 2]
+    assert np.all(t.column("distance").to_numpy() < 1e-5)
+    got = [ix.row(e, f) for e, f in zip(t.column("episode_index").to_pylist(), t.column("frame_index").to_pylist())]
+    # frames with equal state (aloha's episodes start alike) tie at 0: the answer's vector equals the query's
+    np.testing.assert_allclose(ix.vectors[got], ix.vectors[some], atol=1e-6)
+    assert state.total_frames == len(ix)
+    with pytest.raises(QueryError, match="not a frame"):
+        ix.row(3, 10_000)
+    with pytest.raises(QueryError, match="not a frame"):
+        ix.row(99, 0)
+    with pytest.raises(QueryError, match=r"expected \[M, 14\]"):
+        ix.search(np.zeros(3))
+    with pytest.raises(QueryError, match="k must be"):
+        ix.query(3, 4, k=0)
+
+
+def test_similarity_index_threaded_build_recall(tmp_path):
+    """threads=0 (all cores) builds an index whose answers are as good (recall@10 >= 0.95 against exact)."""
+    root = dataset_path("aloha_multicam_v30")
+    ex = prf.SimilarityIndex(root, exact=True)
+    ann = prf.SimilarityIndex(root, cache_dir=tmp_path, threads=0)
+    rng = np.random.default_rng(1)
+    hits = 0
+    picks = rng.choice(len(ex), size=60, replace=False)
+    for r in picks:
+        e, f = int(ex.episode_index[r]), int(ex.frame_index[r])
+        kth = ex.query(e, f, k=10).column("distance").to_numpy()[-1]
+        hits += int((ann.query(e, f, k=10).column("distance").to_numpy() <= kth + 1e-5).sum())
+    assert hits / (10 * len(picks)) >= 0.95

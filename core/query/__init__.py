@@ -7,7 +7,7 @@ without the extra.
 
 from ._sql import connect, data_files, resolve_episodes, sql, topic_view_name
 from .scores import laplacian_variance, score_episodes
-from .similar import exact_neighbours, frame_vectors, similar, similar_cache_dir
+from .similar import SimilarityIndex, exact_neighbours, frame_vectors, similar, similar_cache_dir
 from .validate import CHECKS, Finding, ValidationReport, validate
 
-__all__ = ["exact_neighbours", "frame_vectors", "similar", "similar_cache_dir", "laplacian_variance", "score_episodes", "CHECKS", "Finding", "ValidationReport", "validate", "connect", "data_files", "resolve_episodes", "sql", "topic_view_name"]
+__all__ = ["SimilarityIndex", "exact_neighbours", "frame_vectors", "similar", "similar_cache_dir", "laplacian_variance", "score_episodes", "CHECKS", "Finding", "ValidationReport", "validate", "connect", "data_files", "resolve_episodes", "sql", "topic_view_name"]

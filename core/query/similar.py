@@ -31,6 +31,12 @@ def similar_cache_dir() -> Path:
 def frame_vectors(meta, by: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(vectors float32 [N, D] z-normalized, episode_index int64 [N], frame_index int64 [N])`` of every
     present frame, in data-file order."""
+    x, _mu, _sd, eps, fis = _frame_vectors(meta, by)
+    return x, eps, fis
+
+
+def _frame_vectors(meta, by: Sequence[str]):
+    """:func:`frame_vectors` and the per-dimension ``mean``, ``std`` (float64 [D]) it normalized with."""
     for k in by:
         f = meta.features.get(k)
         if f is None or f.is_camera:
@@ -49,7 +55,7 @@ def frame_vectors(meta, by: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.n
     sd = x.std(0, dtype=np.float64)
     sd[sd == 0] = 1.0
     x = ((x - mu) / sd).astype(np.float32)
-    return x, np.concatenate(eps), np.concatenate(fis)
+    return x, mu, sd, np.concatenate(eps), np.concatenate(fis)
 
 
 def _key(meta, by: Sequence[str]) -> str:
@@ -62,19 +68,26 @@ def _key(meta, by: Sequence[str]) -> str:
     return h.hexdigest()[:20]
 
 
-def _ann_index(x: np.ndarray, path: Path):
+def _new_ann_index(ndim: int):
+    from usearch.index import Index
+
+    return Index(ndim=ndim, metric="l2sq", dtype="f32", connectivity=16, expansion_add=128, expansion_search=64)
+
+
+def _ann_index(x: np.ndarray, path: Path, threads: int = 1):
+    """The usearch HNSW index of ``x`` cached at ``path`` (loaded when it holds ``len(x)`` vectors,
+    else built with ``threads`` threads, ``0``: all cores, and saved atomically)."""
     try:
-        from usearch.index import Index
+        import usearch.index  # noqa: F401
     except ImportError:
         raise ImportError("approximate search needs usearch: pip install 'prf[query]' (or pass exact=True)") from None
-    index = Index(ndim=x.shape[1], metric="l2sq", dtype="f32", connectivity=16, expansion_add=128, expansion_search=64)
+    index = _new_ann_index(x.shape[1])
     if path.is_file():
         index.load(str(path))
         if len(index) == len(x):
             return index
-        index = Index(ndim=x.shape[1], metric="l2sq", dtype="f32", connectivity=16, expansion_add=128,
-                      expansion_search=64)
-    index.add(np.arange(len(x), dtype=np.uint64), x, threads=1)
+        index = _new_ann_index(x.shape[1])
+    index.add(np.arange(len(x), dtype=np.uint64), x, threads=int(threads))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
@@ -101,6 +114,135 @@ def exact_neighbours(x: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, 
     return out_i, out_d
 
 
+class SimilarityIndex:
+    """Nearest frames of a dataset by z-normalized ``by`` features, built (or loaded) once and queried
+    many times: the vectors are read and normalized in the constructor, the usearch index loaded from
+    the cache (or built and cached) at the first search; each :meth:`query` / :meth:`search` is then one
+    index search (under 1 ms at 1M frames, BENCHMARKS.md) instead of :func:`similar`'s full re-read per
+    call.
+
+    Args:
+        source: a dataset root, :class:`prf.DatasetMeta` or :class:`prf.Dataset`.
+        by: the non-camera features whose concatenated values are compared.
+        exact: exact search (NumPy; no index, no usearch) instead of the approximate index.
+        cache_dir: where the index is cached (default :func:`similar_cache_dir`); a cached index is
+            reused while the dataset's data files keep their size and mtime.
+        threads: index build threads (``0``: all cores). ``1`` (default) builds the same graph every
+            time; more threads build faster with a graph that can differ from build to build.
+
+    Attributes:
+        vectors: ``float32 [N, D]``, the normalized vectors, in data-file order.
+        mean, std: ``float64 [D]``, the normalization (``std`` 1 where a dimension is constant).
+        episode_index, frame_index: ``int64 [N]``, the frame of each vector.
+
+    Raises:
+        QueryError: a ``by`` key is not a non-camera feature, or no data file is present.
+        ImportError: usearch is missing (``pip install 'prf[query]'``) and ``exact`` is false.
+    """
+
+    __slots__ = ("root", "by", "exact", "vectors", "mean", "std", "episode_index", "frame_index", "_index",
+                 "_index_path", "_threads", "_span", "_keys", "_order")
+
+    def __init__(self, source: Any, *, by: Sequence[str] = ("observation.state",), exact: bool = False,
+                 cache_dir: str | Path | None = None, threads: int = 1):
+        meta = _meta_of(source)
+        self.root, self.by, self.exact = meta.root, list(by), bool(exact)
+        self.vectors, self.mean, self.std, self.episode_index, self.frame_index = _frame_vectors(meta, self.by)
+        self._span = int(self.frame_index.max()) + 1
+        self._keys = self.episode_index * self._span + self.frame_index
+        self._order = np.argsort(self._keys, kind="stable")
+        self._index = None
+        self._index_path = None if self.exact else Path(cache_dir or similar_cache_dir()) / f"{_key(meta, self.by)}.usearch"
+        self._threads = int(threads)
+        if not self.exact:
+            try:
+                import usearch.index  # noqa: F401
+            except ImportError:
+                raise ImportError("approximate search needs usearch: pip install 'prf[query]' (or pass exact=True)") from None
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def row(self, episode: int, frame: int) -> int:
+        """The row of frame ``frame`` (its ``frame_index``) of episode ``episode`` in :attr:`vectors`.
+
+        Raises:
+            QueryError: no such frame in the present data files.
+        """
+        key = int(episode) * self._span + int(frame)
+        j = int(np.searchsorted(self._keys, key, sorter=self._order))
+        if not (0 <= frame < self._span) or j >= len(self._order) or self._keys[self._order[j]] != key:
+            raise QueryError(f"{self.root}: episode {episode}, frame {frame} is not a frame of the present data files")
+        return int(self._order[j])
+
+    def _nearest(self, q: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.exact:
+            return exact_neighbours(self.vectors, q, want)
+        if self._index is None:
+            self._index = _ann_index(self.vectors, self._index_path, self._threads)
+        keys = np.zeros((len(q), want), np.int64)
+        dist = np.zeros((len(q), want))
+        counts = np.zeros(len(q), np.int64)
+        for j, m in enumerate([self._index.search(q[0], want)] if len(q) == 1 else self._index.search(q, want)):
+            n = counts[j] = min(len(m.keys), want)
+            keys[j, :n] = np.asarray(m.keys, np.int64)[:n]
+            dist[j, :n] = np.sqrt(np.maximum(np.asarray(m.distances, np.float64)[:n], 0.0))
+        short = np.flatnonzero(counts < want)
+        if short.size:  # the graph search found fewer than asked (rare): those queries answered exactly
+            keys[short], dist[short] = exact_neighbours(self.vectors, q[short], want)
+        return keys, dist
+
+    def query(self, episode: int, frame: int, k: int = 10) -> pa.Table:
+        """The ``k`` frames nearest to frame ``frame`` of episode ``episode``, the frame itself left out.
+
+        Returns:
+            ``pyarrow.Table``: ``episode_index``, ``frame_index`` (int64), ``distance`` (float64, in
+            dataset std units), ascending by distance.
+
+        Raises:
+            QueryError: the frame is not present, or ``k < 1``.
+        """
+        self._check_k(k)
+        row = self.row(episode, frame)
+        rows, dist = self._nearest(self.vectors[row:row + 1], min(k + 1, len(self)))
+        rows, dist = rows[0], dist[0]
+        keep = rows != row
+        return self._table(rows[keep][:k], dist[keep][:k])
+
+    def search(self, values: Any, k: int = 10) -> pa.Table:
+        """The ``k`` frames nearest to each query in ``values``: ``[M, D]`` (or ``[D]``) raw values of the
+        ``by`` features concatenated in order (normalized here with :attr:`mean` / :attr:`std`).
+
+        Returns:
+            ``pyarrow.Table``: ``query`` (int64, the row of ``values``), ``episode_index``, ``frame_index``,
+            ``distance``; per query ascending by distance.
+
+        Raises:
+            QueryError: ``values`` does not have ``D`` columns, or ``k < 1``.
+        """
+        self._check_k(k)
+        q = np.atleast_2d(np.asarray(values, np.float64))
+        if q.ndim != 2 or q.shape[1] != self.vectors.shape[1]:
+            raise QueryError(f"{self.root}: search values of shape {np.shape(values)}; expected [M, "
+                             f"{self.vectors.shape[1]}] (the {self.by} values concatenated)")
+        q = ((q - self.mean) / self.std).astype(np.float32)
+        rows, dist = self._nearest(q, min(k, len(self)))
+        t = self._table(rows.reshape(-1), dist.reshape(-1))
+        return t.add_column(0, "query", pa.array(np.repeat(np.arange(len(q), dtype=np.int64), rows.shape[1])))
+
+    def _check_k(self, k: int) -> None:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise QueryError(f"{self.root}: k must be an int >= 1, got {k!r}")
+
+    def _table(self, rows: np.ndarray, dist: np.ndarray) -> pa.Table:
+        return pa.table({"episode_index": pa.array(self.episode_index[rows]),
+                         "frame_index": pa.array(self.frame_index[rows]), "distance": pa.array(dist, pa.float64())})
+
+    def __repr__(self) -> str:
+        return (f"SimilarityIndex(root={str(self.root)!r}, by={self.by}, frames={len(self)}, "
+                f"{'exact' if self.exact else 'usearch HNSW'})")
+
+
 def similar(
     source: Any,
     *,
@@ -112,7 +254,8 @@ def similar(
     cache_dir: str | Path | None = None,
 ) -> pa.Table:
     """The ``k`` frames nearest to frame ``frame`` (its ``frame_index``) of episode ``episode``, by
-    z-normalized ``by`` features; the query frame itself is left out.
+    z-normalized ``by`` features; the query frame itself is left out. One call reads every frame's
+    vector and loads (or builds) the index: for many queries, build one :class:`SimilarityIndex`.
 
     Returns:
         ``pyarrow.Table`` with ``episode_index``, ``frame_index``, ``distance`` (Euclidean, dataset std
@@ -124,24 +267,6 @@ def similar(
         ImportError: usearch is missing (``pip install 'prf[query]'``) and ``exact`` is false.
     """
     meta = _meta_of(source)
-    by = list(by)
-    if k < 1:
-        raise QueryError(f"{meta.root}: k must be >= 1, got {k}")
-    x, eps, fis = frame_vectors(meta, by)
-    hit = np.flatnonzero((eps == episode) & (fis == frame))
-    if hit.size == 0:
-        raise QueryError(f"{meta.root}: episode {episode}, frame {frame} is not a frame of the present data files")
-    row = int(hit[0])
-    want = min(k + 1, len(x))
-    if exact:
-        rows, dist = exact_neighbours(x, x[row], want)
-        rows, dist = rows[0], dist[0]
-    else:
-        index = _ann_index(x, Path(cache_dir or similar_cache_dir()) / f"{_key(meta, by)}.usearch")
-        m = index.search(x[row], want)
-        rows = np.asarray(m.keys, np.int64)
-        dist = np.sqrt(np.maximum(np.asarray(m.distances, np.float64), 0.0))
-    keep = rows != row
-    rows, dist = rows[keep][:k], dist[keep][:k]
-    return pa.table({"episode_index": pa.array(eps[rows]), "frame_index": pa.array(fis[rows]),
-                     "distance": pa.array(dist, pa.float64())})
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise QueryError(f"{meta.root}: k must be an int >= 1, got {k!r}")
+    return SimilarityIndex(meta, by=by, exact=exact, cache_dir=cache_dir).query(episode, frame, k)
