@@ -89,13 +89,19 @@ class RangeServer:
                 self._record(self.command, self._rel(), None, 302, 0)
                 return True
 
-            def do_HEAD(self):
+            def _begin(self) -> tuple[str, bytes | None] | None:
+                """The injected latency, then ``(path, body)``, or None when a redirect was answered."""
                 if srv.faults.latency_s:
                     time.sleep(srv.faults.latency_s)
                 if self._redirected():
-                    return
+                    return None
                 rel = self._rel()
-                body = self._body(rel)
+                return rel, self._body(rel)
+
+            def do_HEAD(self):
+                if (got := self._begin()) is None:
+                    return
+                rel, body = got
                 if body is None:
                     return super().do_HEAD()
                 self.send_response(200)
@@ -106,12 +112,9 @@ class RangeServer:
                 self._record("HEAD", rel, None, 200, 0)
 
             def do_GET(self):
-                if srv.faults.latency_s:
-                    time.sleep(srv.faults.latency_s)
-                if self._redirected():
+                if (got := self._begin()) is None:
                     return
-                rel = self._rel()
-                body = self._body(rel)
+                rel, body = got
                 header = self.headers.get("Range")
                 if body is None or header is None:
                     if body is not None:  # a whole-file GET (meta/ files)
