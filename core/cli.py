@@ -262,10 +262,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_similar(args: argparse.Namespace) -> int:
-    from .query import similar
+    from .query import SimilarityIndex
 
-    table = similar(args.path, episode=args.episode, frame=args.frame, k=args.k, by=tuple(args.by),
-                    exact=args.exact)
+    index = SimilarityIndex(args.path, by=tuple(args.by), exact=args.exact, threads=args.threads)
+    table = index.query(args.episode, args.frame, args.k)
     _print_table(table, _out_format(args))
     return 0
 
@@ -316,6 +316,8 @@ def _add_query_commands(sub) -> None:
     m.add_argument("-k", type=int, default=10, help="neighbours (default 10)")
     m.add_argument("--by", nargs="+", default=["observation.state"], help="features (default observation.state)")
     m.add_argument("--exact", action="store_true", help="exhaustive search instead of the index")
+    m.add_argument("--threads", type=int, default=1, help="threads building the index when it is not cached "
+                   "(default 1: the same graph every build; 0: all cores)")
     m.add_argument("--json", action="store_true", help="print a JSON array of row objects")
     m.set_defaults(func=_cmd_similar)
 

@@ -63,7 +63,7 @@ def test_similar_api_exact_and_ann_agree(tmp_path):
 def test_cli_similar_json(tmp_path):
     root = str(dataset_path("pusht_sim_v30"))
     r = subprocess.run([sys.executable, "-m", "prf.cli", "similar", root, "--episode", "2", "--frame", "5", "-k", "4",
-                        "--by", "observation.state", "action", "--json"], capture_output=True, text=True, cwd=REPO,
+                        "--by", "observation.state", "action", "--json", "--threads", "0"], capture_output=True, text=True, cwd=REPO,
                        timeout=300, env={**__import__("os").environ, "PRF_CACHE": str(tmp_path)})
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
