@@ -52,6 +52,30 @@ class LocalCluster:
              f"--ray-client-server-port={_free_port()}",
              f"--temp-dir={self.tmp}"],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.ray_bin, self.env, self.nodes = ray_bin, env, []
+
+    def add_node(self, num_cpus: int = 1, resources: dict | None = None) -> None:
+        """A second (third...) node joining the head: ``ray start --address=HEAD --block``, its own
+        raylet and object store on this machine, as a worker machine's would be."""
+        import json
+
+        self.nodes.append(subprocess.Popen(
+            [str(self.ray_bin), "start", f"--address={self.address}", "--block", "--node-ip-address=127.0.0.1",
+             f"--num-cpus={num_cpus}", "--num-gpus=0", "--disable-usage-stats",
+             f"--resources={json.dumps(resources or {})}"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
+
+    def wait_for_nodes(self, n: int, timeout_s: float = 90) -> None:
+        """Until ``n`` nodes are alive (this process connected)."""
+        import ray
+
+        deadline = time.monotonic() + timeout_s
+        while sum(x["Alive"] for x in ray.nodes()) < n:
+            dead = [p.returncode for p in self.nodes if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"{n} Ray nodes not up (exited: {dead}): "
+                                   f"{(Path(self.tmp) / 'ray-start.log').read_text()[-2000:]}")
+            time.sleep(1)
 
     def connect(self, **kw):
         import ray
@@ -73,6 +97,17 @@ class LocalCluster:
         import ray
 
         ray.shutdown()
+        for p in self.nodes:  # worker nodes first, then the head
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(p.pid, 9)
+            except ProcessLookupError:
+                pass
+            p.wait(10)
         self.proc.terminate()  # ray start --block stops the processes it started
         try:
             self.proc.wait(10)
