@@ -68,6 +68,18 @@ def _key(meta, by: Sequence[str]) -> str:
     return h.hexdigest()[:20]
 
 
+def _require_usearch() -> None:
+    try:
+        import usearch.index  # noqa: F401
+    except ImportError:
+        raise ImportError("approximate search needs usearch: pip install 'prf[query]' (or pass exact=True)") from None
+
+
+def _check_k(root: Any, k: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise QueryError(f"{root}: k must be an int >= 1, got {k!r}")
+
+
 def _new_ann_index(ndim: int):
     from usearch.index import Index
 
@@ -77,10 +89,7 @@ def _new_ann_index(ndim: int):
 def _ann_index(x: np.ndarray, path: Path, threads: int = 1):
     """The usearch HNSW index of ``x`` cached at ``path`` (loaded when it holds ``len(x)`` vectors,
     else built with ``threads`` threads, ``0``: all cores, and saved atomically)."""
-    try:
-        import usearch.index  # noqa: F401
-    except ImportError:
-        raise ImportError("approximate search needs usearch: pip install 'prf[query]' (or pass exact=True)") from None
+    _require_usearch()
     index = _new_ann_index(x.shape[1])
     if path.is_file():
         index.load(str(path))
@@ -155,10 +164,7 @@ class SimilarityIndex:
         self._index_path = None if self.exact else Path(cache_dir or similar_cache_dir()) / f"{_key(meta, self.by)}.usearch"
         self._threads = int(threads)
         if not self.exact:
-            try:
-                import usearch.index  # noqa: F401
-            except ImportError:
-                raise ImportError("approximate search needs usearch: pip install 'prf[query]' (or pass exact=True)") from None
+            _require_usearch()
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -202,7 +208,7 @@ class SimilarityIndex:
         Raises:
             QueryError: the frame is not present, or ``k < 1``.
         """
-        self._check_k(k)
+        _check_k(self.root, k)
         row = self.row(episode, frame)
         rows, dist = self._nearest(self.vectors[row:row + 1], min(k + 1, len(self)))
         rows, dist = rows[0], dist[0]
@@ -220,7 +226,7 @@ class SimilarityIndex:
         Raises:
             QueryError: ``values`` does not have ``D`` columns, or ``k < 1``.
         """
-        self._check_k(k)
+        _check_k(self.root, k)
         q = np.atleast_2d(np.asarray(values, np.float64))
         if q.ndim != 2 or q.shape[1] != self.vectors.shape[1]:
             raise QueryError(f"{self.root}: search values of shape {np.shape(values)}; expected [M, "
@@ -229,10 +235,6 @@ class SimilarityIndex:
         rows, dist = self._nearest(q, min(k, len(self)))
         t = self._table(rows.reshape(-1), dist.reshape(-1))
         return t.add_column(0, "query", pa.array(np.repeat(np.arange(len(q), dtype=np.int64), rows.shape[1])))
-
-    def _check_k(self, k: int) -> None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise QueryError(f"{self.root}: k must be an int >= 1, got {k!r}")
 
     def _table(self, rows: np.ndarray, dist: np.ndarray) -> pa.Table:
         return pa.table({"episode_index": pa.array(self.episode_index[rows]),
@@ -267,6 +269,5 @@ def similar(
         ImportError: usearch is missing (``pip install 'prf[query]'``) and ``exact`` is false.
     """
     meta = _meta_of(source)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise QueryError(f"{meta.root}: k must be an int >= 1, got {k!r}")
+    _check_k(meta.root, k)
     return SimilarityIndex(meta, by=by, exact=exact, cache_dir=cache_dir).query(episode, frame, k)
