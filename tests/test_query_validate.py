@@ -210,6 +210,44 @@ def test_stats_per_episode_inconsistent(copy_dataset):
     assert _checks(rep) == {"stats.consistent"} and [f.episode for f in rep.findings] == [7]
 
 
+@pytest.mark.parametrize("stat, change", [("mean", lambda v: [x + 1.0 for x in v]),
+                                          ("std", lambda v: [x * 3 + 1 for x in v]),
+                                          ("count", lambda v: [v[0] + 1])])
+def test_stats_per_episode_mean_std_count(copy_dataset, stat, change):
+    """A stored per-episode mean, std or count that its rows do not give (v3.0 stats/* columns)."""
+    root = copy_dataset("pusht_sim_v30")
+    key = f"stats/action/{stat}"
+    _edit_parquet(root / EPISODES, lambda t: _set_col(t, key, [
+        change(v) if e == 4 else v for e, v in zip(t.column("episode_index").to_pylist(), t.column(key).to_pylist())]))
+    rep = prf.validate(root, videos=False)
+    assert _checks(rep) == {"stats.consistent"} and [f.episode for f in rep.findings] == [4]
+    assert "'action'" in rep.findings[0].message and f"{stat} " in rep.findings[0].message
+    assert rep.findings[0].file == "data/chunk-000/file-000.parquet"
+
+
+def test_stats_per_episode_v21(copy_dataset):
+    """v2.1's episodes_stats.jsonl is compared with each episode's rows too (it was not before)."""
+    root = copy_dataset("pusht_sim_v21")
+    path = root / "meta/episodes_stats.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    assert prf.validate(root, videos=False).ok
+    for r in rows:
+        if r["episode_index"] == 9:
+            r["stats"]["observation.state"]["mean"] = [x + 3 for x in r["stats"]["observation.state"]["mean"]]
+        if r["episode_index"] == 2:
+            r["stats"]["action"]["max"] = [x + 1 for x in r["stats"]["action"]["max"]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rep = prf.validate(root, videos=False)
+    assert _checks(rep) == {"stats.consistent"} and sorted(f.episode for f in rep.findings) == [2, 9]
+    msg = {f.episode: f.message for f in rep.findings}
+    assert "'observation.state'" in msg[9] and "mean" in msg[9] and "'action'" in msg[2] and "max" in msg[2]
+    assert {f.file for f in rep.findings} == {"data/chunk-000/episode_000002.parquet", "data/chunk-000/episode_000009.parquet"}
+    path.write_text("{broken\n")
+    rep = prf.validate(root, videos=False)
+    assert not rep.ok and [f.check for f in rep.findings] == ["meta.readable"]  # a report, not a raise
+    assert "episodes_stats.jsonl" in rep.findings[0].message and "malformed" in rep.findings[0].message
+
+
 def test_meta_unreadable(copy_dataset):
     root = copy_dataset("pusht_sim_v30")
     (root / "meta/info.json").write_text("{not json")
@@ -236,3 +274,10 @@ def test_cli_validate_json_and_exit_codes(copy_dataset, tmp_path):
                                 "message": "info.json total_episodes is 25, the episodes table gives 24"}]
     assert _cli("validate", str(tmp_path / "nope"), "--json").returncode == 2
     assert _cli("validate").returncode == 2
+
+
+def test_prf_written_dataset_is_clean(small_dataset):
+    """What prf's writer stores (per-episode stats included) passes every check, the new per-episode
+    mean/std/count comparison among them."""
+    rep = prf.validate(small_dataset)
+    assert rep.findings == [] and "stats.consistent" in rep.checks

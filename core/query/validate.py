@@ -38,7 +38,8 @@ CHECKS: dict[str, str] = {
     "stats.present": "meta/stats.json (v2.1: episodes_stats.jsonl) has min/max/mean/std of every numeric "
                      "feature (warning)",
     "stats.consistent": "stats.json min/max/mean match the data (equal when every episode is present, data "
-                        "within [min, max] otherwise); v3.0 per-episode stats/*/min,max match each episode",
+                        "within [min, max] otherwise); per-episode stats (v3.0 stats/* columns, v2.1 "
+                        "episodes_stats.jsonl) min/max/mean/std/count match each episode's rows",
 }
 
 
@@ -141,7 +142,11 @@ def validate(path: str | Path | DatasetMeta, *, tolerance_s: float = 1e-4, video
     _check_files(ctx)
     from ._sql import connect
 
-    con = connect(meta)
+    try:
+        con = connect(meta)
+    except MetadataError as e:  # a table DatasetMeta reads lazily (v2.1 episodes_stats.jsonl) is malformed
+        ctx.add("meta.readable", "error", str(e), "meta")
+        return ValidationReport(str(meta.root), ctx.findings, checks)
     try:
         _check_totals(ctx, con)
         _check_schema(ctx)
@@ -374,57 +379,79 @@ def _numeric_keys(meta: DatasetMeta) -> list[str]:
 
 
 def _check_stats(ctx: _Ctx) -> None:
+    from ..errors import StatsError
+    from ..stats import read_episode_stats_columns
     from ._frames import iter_batches
 
     meta = ctx.meta
     keys = _numeric_keys(meta)
     stats = meta.stats()
     stats_file = meta.root / "meta" / "stats.json"
-    if meta.codebase_version == "v2.1" and not stats:
-        stats_file = meta.root / "meta" / "episodes_stats.jsonl"
-        if not stats_file.is_file():
-            ctx.add("stats.present", "warning", "no episodes_stats.jsonl and no stats.json: normalization has no "
-                    "statistics", stats_file)
-        return  # v2.1 per-episode stats are aggregated by ds.stats(); compared per episode below only for v3.0
+    ep_file = meta.root / "meta" / ("episodes" if meta.is_v3 else "episodes_stats.jsonl")
+    try:
+        stored = read_episode_stats_columns(meta)  # v3.0 stats/* columns, v2.1 episodes_stats.jsonl; v2.0: none
+    except StatsError as e:
+        ctx.add("stats.consistent", "error", str(e), ep_file)
+        stored = None
+    ep_keys = [k for k in keys if stored is not None and k in stored.stats and stored.present[k].any()]
     if not stats:
-        ctx.add("stats.present", "warning", "no meta/stats.json: normalization has no statistics", stats_file)
-        return
-    for k in keys:
-        missing = [s for s in ("min", "max", "mean", "std") if s not in stats.get(k, {})]
-        if missing:
-            ctx.add("stats.present", "warning", f"feature {k!r} has no {missing} in stats.json", stats_file)
-    keys = [k for k in keys if all(s in stats.get(k, {}) for s in ("min", "max", "mean"))]
-    if not keys:
+        if meta.codebase_version == "v2.1":
+            if not ep_keys and not (meta.root / "meta" / "episodes_stats.jsonl").is_file():
+                ctx.add("stats.present", "warning", "no episodes_stats.jsonl and no stats.json: normalization has "
+                        "no statistics", meta.root / "meta" / "episodes_stats.jsonl")
+        else:
+            ctx.add("stats.present", "warning", "no meta/stats.json: normalization has no statistics", stats_file)
+    else:
+        for k in keys:
+            missing = [s for s in ("min", "max", "mean", "std") if s not in stats.get(k, {})]
+            if missing:
+                ctx.add("stats.present", "warning", f"feature {k!r} has no {missing} in stats.json", stats_file)
+    ds_keys = [k for k in keys if stats and all(s in stats.get(k, {}) for s in ("min", "max", "mean"))]
+    read = [k for k in keys if k in ds_keys or k in ep_keys]
+    if not read:
         return
     acc: dict[str, dict[str, np.ndarray]] = {}
-    per_ep: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-    for _f, b in iter_batches(meta, ["episode_index", *keys]):
+    per_ep: dict[str, dict[int, list[np.ndarray]]] = {k: {} for k in ep_keys}  # key -> episode -> [min, max, sum, sumsq, n]
+    for _f, b in iter_batches(meta, ["episode_index", *read]):
         ep = b["episode_index"]
-        for k in keys:
+        for k in read:
             if k not in b:
                 continue
             x = b[k].astype(np.float64).reshape(len(ep), -1)
             a = acc.setdefault(k, {"min": np.full(x.shape[1], np.inf), "max": np.full(x.shape[1], -np.inf),
                                    "sum": np.zeros(x.shape[1]), "n": np.zeros(1)})
-            if x.size:
-                a["min"] = np.minimum(a["min"], x.min(0))
-                a["max"] = np.maximum(a["max"], x.max(0))
-                a["sum"] += x.sum(0)
-                a["n"] += len(x)
-            if meta.is_v3 and x.size:
-                # per-episode min/max by segments of equal episode_index (rows of an episode are
+            if not x.size:
+                continue
+            a["min"] = np.minimum(a["min"], x.min(0))
+            a["max"] = np.maximum(a["max"], x.max(0))
+            a["sum"] += x.sum(0)
+            a["n"] += len(x)
+            if k in per_ep:
+                # per-episode reductions by segments of equal episode_index (rows of an episode are
                 # contiguous in LeRobot files; a masked pass per episode was quadratic in a file's episodes)
                 order = np.argsort(ep, kind="stable")
                 es, xs = ep[order], x[order]
                 starts = np.flatnonzero(np.r_[True, es[1:] != es[:-1]])
-                seg_lo, seg_hi = np.minimum.reduceat(xs, starts, axis=0), np.maximum.reduceat(xs, starts, axis=0)
-                for e, lo_e, hi_e in zip(es[starts].tolist(), seg_lo, seg_hi):
-                    d = per_ep.setdefault(int(e), {})
-                    if k in d:
-                        lo_e, hi_e = np.minimum(d[k][0], lo_e), np.maximum(d[k][1], hi_e)
-                    d[k] = (lo_e, hi_e)
+                parts = (np.minimum.reduceat(xs, starts, axis=0), np.maximum.reduceat(xs, starts, axis=0),
+                         np.add.reduceat(xs, starts, axis=0), np.add.reduceat(xs * xs, starts, axis=0),
+                         np.diff(np.r_[starts, len(es)]))
+                d = per_ep[k]
+                for j, e in enumerate(es[starts].tolist()):
+                    new = [parts[0][j], parts[1][j], parts[2][j], parts[3][j], int(parts[4][j])]
+                    old = d.get(int(e))
+                    d[int(e)] = new if old is None else [np.minimum(old[0], new[0]), np.maximum(old[1], new[1]),
+                                                         old[2] + new[2], old[3] + new[3], old[4] + new[4]]
+    if ds_keys:
+        _check_dataset_stats(ctx, [k for k in ds_keys if k in acc], acc, stats, stats_file)
+    if ep_keys:
+        _check_episode_stats(ctx, ep_keys, per_ep, stored, ep_file)
+
+
+def _check_dataset_stats(ctx: _Ctx, keys: list[str], acc: dict, stats: dict, stats_file: Path) -> None:
+    meta = ctx.meta
     complete = all(all(p.is_file() for p in meta.episode_files(e)) for e in meta.episodes)
-    for k, a in acc.items():
+    for k in keys:
+        a = acc[k]
         if not a["n"][0]:
             continue
         smin, smax, smean = (np.asarray(stats[k][s], np.float64).reshape(-1) for s in ("min", "max", "mean"))
@@ -446,34 +473,41 @@ def _check_stats(ctx: _Ctx) -> None:
             ctx.add("stats.consistent", "error", f"feature {k!r}: data outside stats.json's [min, max] (data min "
                     f"{_short(a['min'])}, max {_short(a['max'])}; stats.json min {_short(smin)}, max {_short(smax)})",
                     stats_file)
-    if meta.is_v3 and per_ep:
-        _check_episode_stats(ctx, keys, per_ep)
 
 
-def _check_episode_stats(ctx: _Ctx, keys: list[str], per_ep: dict) -> None:
+def _check_episode_stats(ctx: _Ctx, keys: list[str], per_ep: dict, stored: Any, ep_file: Path) -> None:
+    """Each episode's stored min / max / mean / std / count (v3.0 ``stats/*`` columns, v2.1
+    ``episodes_stats.jsonl``) against its rows in the data files (episodes without data files skipped)."""
     meta = ctx.meta
-    from ._sql import sql
-
-    cols = [f'"stats/{k}/{s}"' for k in keys for s in ("min", "max")]
-    have = set(sql(meta, "SELECT * FROM episodes LIMIT 0").column_names)
-    cols = [c for c in cols if c.strip('"') in have]
-    if not cols:
-        return
-    rows = sql(meta, f"SELECT episode_index, {', '.join(cols)} FROM episodes").to_pylist()
-    for r in rows:
-        e = r["episode_index"]
-        for k in keys:
-            if e not in per_ep or k not in per_ep[e]:
+    order = list(meta.episodes)
+    for k in keys:
+        have = stored.present[k]
+        for row, e in enumerate(order):
+            got = per_ep[k].get(int(e))
+            if not have[row] or got is None:
                 continue
-            lo, hi = per_ep[e][k]
-            for s, got in (("min", lo), ("max", hi)):
-                want = r.get(f"stats/{k}/{s}")
+            lo, hi, total, sq, n = got
+            mean = total / n
+            var = np.maximum(sq / n - mean * mean, 0.0)
+            bad = []
+            # std compared as a variance: LeRobot computes it in float32, whose error in the variance is a
+            # few float32 epsilons of mean^2 (a constant dimension of mean 100 gets a std of ~0.004)
+            for s, value, tol in (("min", lo, 1e-5 + 1e-5 * np.abs(lo)), ("max", hi, 1e-5 + 1e-5 * np.abs(hi)),
+                                  ("mean", mean, 1e-4 * (1 + np.abs(mean))),
+                                  ("std", np.sqrt(var), 1e-8 + 1e-5 * (var + mean * mean))):
+                want = stored.stats[k].get(s)
                 if want is None:
                     continue
-                want = np.asarray(want, np.float64).reshape(-1)
-                if want.shape != got.shape or (np.abs(got - want) > 1e-5 + 1e-5 * np.abs(want)).any():
-                    ctx.add("stats.consistent", "error", f"feature {k!r}: the episode's stats/{k}/{s} is {_short(want)}, "
-                            f"its data gives {_short(got)}", meta.path(meta.episodes[e].data_path), e)
+                want = want[row].reshape(-1)
+                diff = want * want - var if s == "std" and want.shape == var.shape else value - want
+                if want.shape != value.shape or (np.abs(diff) > tol).any():
+                    bad.append(f"{s} {_short(want)} (data: {_short(value)})")
+            count = stored.stats[k].get("count")
+            if count is not None and int(count[row].reshape(-1)[0]) != n:
+                bad.append(f"count {int(count[row].reshape(-1)[0])} (data: {n} rows)")
+            if bad:
+                ctx.add("stats.consistent", "error", f"feature {k!r}: the episode's stored stats differ from its data: "
+                        + "; ".join(bad), meta.path(meta.episodes[e].data_path), e)
 
 
 def _short(x: np.ndarray, n: int = 4) -> str:
