@@ -411,7 +411,7 @@ def _check_stats(ctx: _Ctx) -> None:
     if not read:
         return
     acc: dict[str, dict[str, np.ndarray]] = {}
-    per_ep: dict[str, dict[int, list[np.ndarray]]] = {k: {} for k in ep_keys}  # key -> episode -> [min, max, sum, sumsq, n]
+    segs: dict[str, list[tuple]] = {k: [] for k in ep_keys}  # key -> per batch (episode, min, max, sum, sumsq, n)
     for _f, b in iter_batches(meta, ["episode_index", *read]):
         ep = b["episode_index"]
         for k in read:
@@ -426,25 +426,19 @@ def _check_stats(ctx: _Ctx) -> None:
             a["max"] = np.maximum(a["max"], x.max(0))
             a["sum"] += x.sum(0)
             a["n"] += len(x)
-            if k in per_ep:
+            if k in segs:
                 # per-episode reductions by segments of equal episode_index (rows of an episode are
                 # contiguous in LeRobot files; a masked pass per episode was quadratic in a file's episodes)
                 order = np.argsort(ep, kind="stable")
                 es, xs = ep[order], x[order]
                 starts = np.flatnonzero(np.r_[True, es[1:] != es[:-1]])
-                parts = (np.minimum.reduceat(xs, starts, axis=0), np.maximum.reduceat(xs, starts, axis=0),
-                         np.add.reduceat(xs, starts, axis=0), np.add.reduceat(xs * xs, starts, axis=0),
-                         np.diff(np.r_[starts, len(es)]))
-                d = per_ep[k]
-                for j, e in enumerate(es[starts].tolist()):
-                    new = [parts[0][j], parts[1][j], parts[2][j], parts[3][j], int(parts[4][j])]
-                    old = d.get(int(e))
-                    d[int(e)] = new if old is None else [np.minimum(old[0], new[0]), np.maximum(old[1], new[1]),
-                                                         old[2] + new[2], old[3] + new[3], old[4] + new[4]]
+                segs[k].append((es[starts].astype(np.int64), np.minimum.reduceat(xs, starts, axis=0),
+                                np.maximum.reduceat(xs, starts, axis=0), np.add.reduceat(xs, starts, axis=0),
+                                np.add.reduceat(xs * xs, starts, axis=0), np.diff(np.r_[starts, len(es)])))
     if ds_keys:
         _check_dataset_stats(ctx, [k for k in ds_keys if k in acc], acc, stats, stats_file)
     if ep_keys:
-        _check_episode_stats(ctx, ep_keys, per_ep, stored, ep_file)
+        _check_episode_stats(ctx, [k for k in ep_keys if segs[k]], segs, stored)
 
 
 def _check_dataset_stats(ctx: _Ctx, keys: list[str], acc: dict, stats: dict, stats_file: Path) -> None:
@@ -475,39 +469,59 @@ def _check_dataset_stats(ctx: _Ctx, keys: list[str], acc: dict, stats: dict, sta
                     stats_file)
 
 
-def _check_episode_stats(ctx: _Ctx, keys: list[str], per_ep: dict, stored: Any, ep_file: Path) -> None:
+def _check_episode_stats(ctx: _Ctx, keys: list[str], segs: dict, stored: Any) -> None:
     """Each episode's stored min / max / mean / std / count (v3.0 ``stats/*`` columns, v2.1
-    ``episodes_stats.jsonl``) against its rows in the data files (episodes without data files skipped)."""
+    ``episodes_stats.jsonl``) against its rows in the data files (episodes without data files skipped);
+    ``segs``: per key the per-batch segment reductions of :func:`_check_stats`, combined here with
+    NumPy by episode (no Python object per episode)."""
     meta = ctx.meta
-    order = list(meta.episodes)
+    order = np.asarray(list(meta.episodes), dtype=np.int64)  # the rows of ``stored``
+    sort = np.argsort(order, kind="stable")
     for k in keys:
-        have = stored.present[k]
-        for row, e in enumerate(order):
-            got = per_ep[k].get(int(e))
-            if not have[row] or got is None:
+        e_all = np.concatenate([p[0] for p in segs[k]])
+        pos = np.minimum(np.searchsorted(order[sort], e_all), len(order) - 1)
+        known = order[sort][pos] == e_all  # rows of episodes the tables do not list: index.continuity's
+        rows = sort[pos][known]
+        d = segs[k][0][1].shape[1]
+        lo, hi = np.full((len(order), d), np.inf), np.full((len(order), d), -np.inf)
+        total, sq, n = np.zeros((len(order), d)), np.zeros((len(order), d)), np.zeros(len(order), np.int64)
+        np.minimum.at(lo, rows, np.concatenate([p[1] for p in segs[k]])[known])
+        np.maximum.at(hi, rows, np.concatenate([p[2] for p in segs[k]])[known])
+        np.add.at(total, rows, np.concatenate([p[3] for p in segs[k]])[known])
+        np.add.at(sq, rows, np.concatenate([p[4] for p in segs[k]])[known])
+        np.add.at(n, rows, np.concatenate([p[5] for p in segs[k]])[known])
+        check = stored.present[k] & (n > 0)
+        safe = np.maximum(n, 1)[:, None]
+        mean = total / safe
+        var = np.maximum(sq / safe - mean * mean, 0.0)
+        # std compared as a variance: LeRobot computes it in float32, whose error in the variance is a
+        # few float32 epsilons of mean^2 (a constant dimension of mean 100 gets a std of ~0.004)
+        tests = {"min": (lo, lambda w: np.abs(lo - w) > 1e-5 + 1e-5 * np.abs(lo)),
+                 "max": (hi, lambda w: np.abs(hi - w) > 1e-5 + 1e-5 * np.abs(hi)),
+                 "mean": (mean, lambda w: np.abs(mean - w) > 1e-4 * (1 + np.abs(mean))),
+                 "std": (np.sqrt(var), lambda w: np.abs(w * w - var) > 1e-8 + 1e-5 * (var + mean * mean))}
+        bad: dict[int, list[str]] = {}
+        for s, (value, differs) in tests.items():
+            want = stored.stats[k].get(s)
+            if want is None:
                 continue
-            lo, hi, total, sq, n = got
-            mean = total / n
-            var = np.maximum(sq / n - mean * mean, 0.0)
-            bad = []
-            # std compared as a variance: LeRobot computes it in float32, whose error in the variance is a
-            # few float32 epsilons of mean^2 (a constant dimension of mean 100 gets a std of ~0.004)
-            for s, value, tol in (("min", lo, 1e-5 + 1e-5 * np.abs(lo)), ("max", hi, 1e-5 + 1e-5 * np.abs(hi)),
-                                  ("mean", mean, 1e-4 * (1 + np.abs(mean))),
-                                  ("std", np.sqrt(var), 1e-8 + 1e-5 * (var + mean * mean))):
-                want = stored.stats[k].get(s)
-                if want is None:
-                    continue
-                want = want[row].reshape(-1)
-                diff = want * want - var if s == "std" and want.shape == var.shape else value - want
-                if want.shape != value.shape or (np.abs(diff) > tol).any():
-                    bad.append(f"{s} {_short(want)} (data: {_short(value)})")
-            count = stored.stats[k].get("count")
-            if count is not None and int(count[row].reshape(-1)[0]) != n:
-                bad.append(f"count {int(count[row].reshape(-1)[0])} (data: {n} rows)")
-            if bad:
-                ctx.add("stats.consistent", "error", f"feature {k!r}: the episode's stored stats differ from its data: "
-                        + "; ".join(bad), meta.path(meta.episodes[e].data_path), e)
+            want = want.reshape(len(order), -1)
+            if want.shape[1] != d:
+                wrong = check
+            else:
+                with np.errstate(invalid="ignore"):
+                    wrong = check & differs(want).any(axis=1)
+            for r in np.flatnonzero(wrong).tolist():
+                bad.setdefault(r, []).append(f"{s} {_short(want[r])} (data: {_short(value[r])})")
+        count = stored.stats[k].get("count")
+        if count is not None:
+            c = count.reshape(len(order), -1)[:, 0].astype(np.int64)
+            for r in np.flatnonzero(check & (c != n)).tolist():
+                bad.setdefault(r, []).append(f"count {int(c[r])} (data: {int(n[r])} rows)")
+        for r in sorted(bad):
+            e = int(order[r])
+            ctx.add("stats.consistent", "error", f"feature {k!r}: the episode's stored stats differ from its data: "
+                    + "; ".join(bad[r]), meta.path(meta.episodes[e].data_path), e)
 
 
 def _short(x: np.ndarray, n: int = 4) -> str:
