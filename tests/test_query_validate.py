@@ -281,3 +281,38 @@ def test_prf_written_dataset_is_clean(small_dataset):
     mean/std/count comparison among them."""
     rep = prf.validate(small_dataset)
     assert rep.findings == [] and "stats.consistent" in rep.checks
+
+
+def test_episode_stats_check_flags_exactly_the_changed_episode(tmp_path_factory):
+    """Hypothesis: for prf-written datasets of random episode lengths and values (large offsets too,
+    where float32 stats lose digits), validate is clean; moving one episode's stored mean of one
+    dimension by well over the tolerance flags that episode, and only it."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(lengths=st.lists(st.integers(1, 30), min_size=1, max_size=6), offset=st.sampled_from([0.0, 1e3, -5e4]),
+           seed=st.integers(0, 2**16), pick=st.integers(0, 5), dim=st.integers(0, 2))
+    def run(lengths, offset, seed, pick, dim):
+        rng = np.random.default_rng(seed)
+        root = tmp_path_factory.mktemp("hyp") / "ds"
+        feats = {"observation.state": {"dtype": "float32", "shape": [3]}}
+        eps = [{"observation.state": (offset + rng.normal(size=(n, 3)) * rng.choice([0.0, 1e-3, 10.0])).astype(np.float32),
+                "task": "t"} for n in lengths]
+        prf.write_lerobot_dataset(root, feats, eps, 10, progress=False)
+        rep = prf.validate(root, videos=False)
+        assert rep.findings == [], rep.findings
+        e = pick % len(lengths)
+        key = "stats/observation.state/mean"
+
+        def shift(t):
+            vals = t.column(key).to_pylist()
+            vals[e] = [v + (1.0 + abs(v)) * 1e-2 if j == dim else v for j, v in enumerate(vals[e])]
+            return _set_col(t, key, vals)
+
+        _edit_parquet(root / EPISODES, shift)
+        rep = prf.validate(root, videos=False)
+        assert [(f.check, f.episode) for f in rep.findings] == [("stats.consistent", e)], rep.findings
+        shutil.rmtree(root.parent)
+
+    run()
