@@ -8,6 +8,12 @@ shared datasets and on the generated 1M-frame `nocam_1m` (benches/_scale_data.py
 
     python benches/bench_query.py --ann --markdown bench-results/similar.md
 
+`--validate`: `prf.validate` (every check but the video ones, which need cameras) on the shared
+datasets and on a generated dataset with LeRobot's per-episode stats (`nocam_<frames>_stats` of
+benches/_scale_data.py, also bench_edit's), its time and the peak RSS of the process:
+
+    python benches/bench_query.py --validate --frames 10000000
+
 The dataset (no cameras; observation.state and action float32[14], 500-frame episodes, 1M-row data
 files) is generated once into $PRF_CACHE/bench/query_<frames> (default ~/.cache/prf/bench/...).
 Every engine computes, per episode: count(*), mean(timestamp), mean(action[0]), max(observation.state[13]),
@@ -253,6 +259,40 @@ def main_ann(args) -> None:
         Path(args.markdown).write_text(text + "\n")
 
 
+def main_validate(args) -> None:
+    import resource
+
+    import prf
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _scale_data import bench_data_dir, generate_nocam
+
+    shared = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lerobot"
+    targets = [(n, (shared / n).resolve()) for n in ANN_SHARED]
+    t0 = time.perf_counter()
+    big = generate_nocam(bench_data_dir() / f"nocam_{args.frames}_stats", args.frames, episode_stats=True)
+    print(f"{big} ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    targets.append((f"nocam_{args.frames}_stats (generated)", big))
+    lines = [f"`prf.validate(path, videos=False)`, one run each, in one process (peak RSS after each) on "
+             f"{os.cpu_count()} cores:", "", "| dataset | frames | episodes | seconds | errors | warnings | peak RSS (MB) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, root in targets:
+        meta = prf.DatasetMeta(root)
+        t0 = time.perf_counter()
+        rep = prf.validate(root, videos=False)
+        dt = time.perf_counter() - t0
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        errors = sum(f.severity == "error" for f in rep.findings)
+        print(json.dumps({"dataset": name, "seconds": dt, "errors": errors, "rss_mb": rss}), flush=True)
+        lines.append(f"| {name} | {meta.total_frames:,} | {meta.total_episodes:,} | {dt:.2f} | {errors} | "
+                     f"{len(rep.findings) - errors} | {rss:.0f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(text + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=10_000_000)
@@ -263,9 +303,12 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200, help="--ann: query frames per dataset")
     ap.add_argument("-k", type=int, default=10, help="--ann: neighbours per query")
     ap.add_argument("--big-queries", type=int, default=50, help="--ann: query frames on nocam_1m")
+    ap.add_argument("--validate", action="store_true", help="time prf.validate instead")
     args = ap.parse_args()
     if args.ann:
         return main_ann(args)
+    if args.validate:
+        return main_validate(args)
     cache = Path(os.environ.get("PRF_CACHE", Path.home() / ".cache" / "prf")) / "bench"
     t0 = time.perf_counter()
     root = generate(cache / f"query_{args.frames}", args.frames)
