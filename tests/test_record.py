@@ -110,13 +110,18 @@ def broker(tmp_path):
 class Publisher:
     """A paho QoS-1 publisher (persistent session, so messages in flight survive a broker restart)."""
 
-    def __init__(self, broker: Broker, client_id: str = "test-pub"):
+    def __init__(self, broker: Broker, client_id: str = "test-pub", *, username: str | None = None,
+                 password: str | None = None, ca_certs: Path | None = None):
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
         self.acked = 0
         self._lock = threading.Lock()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if username is not None:
+            c.username_pw_set(username, password)
+        if ca_certs is not None:
+            c.tls_set(ca_certs=str(ca_certs))
         c.max_inflight_messages_set(20)  # paho acks fastest with a small window
         c.max_queued_messages_set(0)
         c.reconnect_delay_set(0.1, 1)

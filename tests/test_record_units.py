@@ -146,10 +146,19 @@ def test_fps_grid_has_every_frame_up_to_the_end(a, span, fps):
 
 
 def test_bad_options(tmp_path):
-    assert parse_url("mqtt://h:1234") == ("h", 1234) and parse_url("h") == ("h", 1883)
-    for url in ("http://h", "mqtt://", "mqtt://h:x"):
-        with pytest.raises(RecordError):
+    a = parse_url("mqtt://h:1234")
+    assert (a.host, a.port, a.transport, a.tls) == ("h", 1234, "tcp", False)
+    assert (parse_url("h").host, parse_url("h").port) == ("h", 1883)
+    assert (parse_url("mqtts://h").port, parse_url("mqtts://h").tls) == (8883, True)
+    w = parse_url("wss://robot%40lab:s3cr%3At@broker.local/ws")
+    assert (w.transport, w.tls, w.port, w.path, w.username, w.password) == ("websockets", True, 443, "/ws", "robot@lab", "s3cr:t")
+    assert "s3cr" not in w.redacted and "s3cr" not in repr(w) and w.redacted == "wss://robot%40lab@broker.local:443/ws"
+    assert parse_url("ws://h:9001").path == "/mqtt"
+    for url, err in (("http://h", r"one of \['mqtt', 'mqtts', 'ssl', 'tcp', 'ws', 'wss'\]"), ("mqtt://", "no broker host"),
+                     ("mqtt://h:x", "bad port"), ("http://u:topsecret@h", r"u:\*\*\*@h")):
+        with pytest.raises(RecordError, match=err) as e:
             parse_url(url)
+        assert "topsecret" not in str(e.value)
     for kw, err in (({"topics": []}, "at least one state topic"), ({"topics": ["/a/#"]}, "wildcards"),
                     ({"topics": ["/a"], "fps": 0}, "fps"), ({"topics": ["/a"], "actions": ["/b"], "cameras": {"c": "/b"}}, "twice"),
                     ({"topics": ["/a"], "control_topic": "/a"}, "control topic")):

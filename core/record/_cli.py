@@ -24,6 +24,16 @@ def _proto(text: str) -> tuple[str, str]:
     return t, cls
 
 
+def _password(env: str | None) -> str | None:
+    import os
+
+    if env is None:
+        return None
+    if env not in os.environ:
+        raise RecordError(f"--password-env {env}: the environment variable is not set")
+    return os.environ[env]
+
+
 def _cmd_record(args: argparse.Namespace) -> int:
     from . import protobuf_decoder, record_mqtt
 
@@ -41,7 +51,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
         time_field=args.time_field, seq_field=args.seq_field, decoders=decoders, queue_size=args.queue_size,
         block_s=args.block, client_id=args.client_id, session_expiry_s=args.session_expiry,
         record_dir=args.record_dir, duration_s=args.duration, robot_type=args.robot_type,
-        progress=not args.quiet, video_codec=args.video_codec)
+        progress=not args.quiet, video_codec=args.video_codec, username=args.username,
+        password=_password(args.password_env), ca_certs=args.ca_certs, certfile=args.certfile, keyfile=args.keyfile)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=2))
     elif not args.quiet:
@@ -58,7 +69,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "cameras encoded to video, and appended atomically to OUT. Ctrl-C / SIGTERM finish the current "
         "episode. A killed recorder restarted with the same OUT finishes its partial episode. Exit code 4 "
         "when a message is unaccounted for or an episode could not be written.")
-    p.add_argument("url", help="broker, mqtt://HOST:PORT")
+    p.add_argument("url", help="broker: mqtt://HOST[:PORT] (1883), mqtts:// (TLS, 8883), ws://HOST[:PORT][/PATH] "
+                   "(websockets, 80, path /mqtt), wss:// (websockets over TLS, 443); USER@ before HOST for a username")
     p.add_argument("out", help="dataset folder (created by the first episode, later ones appended)")
     p.add_argument("--topic", action="append", required=True, metavar="TOPIC", help="state topic (repeatable)")
     p.add_argument("--action", action="append", metavar="TOPIC", help="action topic (repeatable)")
@@ -77,6 +89,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue-size", type=int, default=65536)
     p.add_argument("--block", type=float, default=10.0, metavar="S",
                    help="backpressure: how long a full queue holds the network thread before dropping (default 10)")
+    p.add_argument("--username", default=None, help="MQTT username (overrides the URL's)")
+    p.add_argument("--password-env", default=None, metavar="VAR",
+                   help="read the MQTT password from this environment variable (not from the command line)")
+    p.add_argument("--ca-certs", default=None, metavar="FILE", help="TLS: CA bundle to verify the broker (default: the system's)")
+    p.add_argument("--certfile", default=None, metavar="FILE", help="TLS: client certificate")
+    p.add_argument("--keyfile", default=None, metavar="FILE", help="TLS: client certificate's private key")
     p.add_argument("--client-id", default=None, help="MQTT client id (default: derived from OUT)")
     p.add_argument("--session-expiry", type=int, default=86400, metavar="S", help="broker session expiry (default 1 day)")
     p.add_argument("--record-dir", default=None, help="spool/Parquet/log folder (default OUT.record)")

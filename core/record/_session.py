@@ -6,6 +6,9 @@
 - Manual acknowledgement: a message is acknowledged (PUBACK) only after the recorder has written it to
   its spool (or counted it as dropped). A message received but not yet acknowledged when the recorder
   dies is delivered again by the broker.
+- Transports: plain TCP (``mqtt://``), TLS (``mqtts://``), websockets (``ws://``) and websockets over
+  TLS (``wss://``); a username and password from the URL (``mqtt://user:pass@host``) or given apart
+  (the password is never written to the recorder's files: :attr:`BrokerAddress.redacted`).
 - Reconnects are automatic (paho's loop thread, backing off from 0.1 s to 2 s); every connection gets
   a generation number, and an acknowledgement for a message of an earlier connection is not sent (the
   packet id may have been reused; the broker redelivers that message, which the (topic, sequence id)
@@ -16,31 +19,81 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
-from urllib.parse import urlparse
+from dataclasses import dataclass
+from typing import Callable, Literal
+from urllib.parse import quote, unquote, urlparse
 
 from ..errors import RecordError
 
+#: URL scheme -> (transport, TLS, default port)
+SCHEMES: dict[str, tuple[str, bool, int]] = {
+    "mqtt": ("tcp", False, 1883), "tcp": ("tcp", False, 1883), "mqtts": ("tcp", True, 8883),
+    "ssl": ("tcp", True, 8883), "ws": ("websockets", False, 80), "wss": ("websockets", True, 443)}
 
-def parse_url(url: str) -> tuple[str, int]:
-    """``mqtt://HOST[:PORT]`` (or ``tcp://``, or plain ``HOST[:PORT]``) -> ``(host, port)``; port 1883 by default.
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where and how to reach the broker (see :func:`parse_url`)."""
+
+    host: str
+    port: int
+    transport: Literal["tcp", "websockets"] = "tcp"
+    tls: bool = False
+    path: str = "/mqtt"  # the websocket path
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def redacted(self) -> str:
+        """The URL without the password (what logs and the recorder's files hold)."""
+        scheme = {("tcp", False): "mqtt", ("tcp", True): "mqtts", ("websockets", False): "ws",
+                  ("websockets", True): "wss"}[(self.transport, self.tls)]
+        user = f"{quote(self.username, safe='')}@" if self.username else ""
+        path = self.path if self.transport == "websockets" else ""
+        return f"{scheme}://{user}{self.host}:{self.port}{path}"
+
+    def __repr__(self) -> str:
+        return f"BrokerAddress({self.redacted!r})"
+
+
+def parse_url(url: str) -> BrokerAddress:
+    """``SCHEME://[USER[:PASSWORD]@]HOST[:PORT][/PATH]`` (or plain ``HOST[:PORT]``, as ``mqtt://``) ->
+    :class:`BrokerAddress`. Schemes: ``mqtt``/``tcp`` (port 1883), ``mqtts``/``ssl`` (TLS, 8883), ``ws``
+    (websockets, 80), ``wss`` (websockets over TLS, 443); ``PATH`` is the websocket path (default ``/mqtt``).
 
     Raises:
-        RecordError: another scheme, or no host.
+        RecordError: another scheme (the message lists the allowed ones), no host, a bad port.
     """
     s = str(url)
     if "://" not in s:
         s = "mqtt://" + s
     u = urlparse(s)
-    if u.scheme not in ("mqtt", "tcp"):
-        raise RecordError(f"{url!r}: only mqtt://HOST:PORT brokers are supported (no TLS/websockets yet)")
+    if u.scheme not in SCHEMES:
+        raise RecordError(f"{_redact(url)!r}: broker URL scheme must be one of {sorted(SCHEMES)}, got {u.scheme!r}")
     if not u.hostname:
-        raise RecordError(f"{url!r}: no broker host")
+        raise RecordError(f"{_redact(url)!r}: no broker host")
+    transport, tls, default_port = SCHEMES[u.scheme]
     try:
-        port = u.port or 1883
+        port = u.port or default_port
     except ValueError:
-        raise RecordError(f"{url!r}: bad port") from None
-    return u.hostname, port
+        raise RecordError(f"{_redact(url)!r}: bad port") from None
+    return BrokerAddress(u.hostname, port, transport, tls, u.path or "/mqtt",  # type: ignore[arg-type]
+                         unquote(u.username) if u.username else None, unquote(u.password) if u.password else None)
+
+
+def _redact(url: str) -> str:
+    u = urlparse(str(url))
+    return str(url).replace(f":{u.password}@", ":***@") if u.password else str(url)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """TLS settings for ``mqtts://`` / ``wss://`` (paho's ``tls_set``): ``ca_certs`` the CA bundle
+    (default: the system's), ``certfile`` / ``keyfile`` a client certificate."""
+
+    ca_certs: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
 
 
 #: called from paho's network thread per message: (topic, payload, receive time ns, ack token)
@@ -51,18 +104,25 @@ class MqttSession:
     """One persistent MQTT v5 session subscribed to ``topics`` at QoS 1.
 
     Args:
-        url: ``mqtt://HOST:PORT``.
+        url: the broker (see :func:`parse_url`).
         topics: topic filters to subscribe to.
         client_id: the session's identity at the broker (the same id resumes the same session).
         session_expiry_s: how long the broker keeps the session (and queues messages) while disconnected.
         on_message: called in the network thread for every message.
         receive_maximum: the most unacknowledged QoS-1 messages the broker may send at once.
+        username, password: credentials (override the URL's).
+        tls: certificates for a TLS broker (``mqtts://``, ``wss://``).
     """
 
     def __init__(self, url: str, topics: list[str], client_id: str, session_expiry_s: int,
-                 on_message: OnMessage, receive_maximum: int = 65535):
-        self.host, self.port = parse_url(url)
-        self.url, self.topics, self.client_id = url, list(topics), client_id
+                 on_message: OnMessage, receive_maximum: int = 65535, *, username: str | None = None,
+                 password: str | None = None, tls: TlsOptions | None = None):
+        self.address = parse_url(url)
+        self.host, self.port = self.address.host, self.address.port
+        self.username = username if username is not None else self.address.username
+        self.password = password if password is not None else self.address.password
+        self.tls = tls or TlsOptions()
+        self.url, self.topics, self.client_id = self.address.redacted, list(topics), client_id
         self.session_expiry_s = int(session_expiry_s)
         self.receive_maximum = int(receive_maximum)
         self._on_message = on_message
@@ -70,6 +130,8 @@ class MqttSession:
         self.connects = 0
         self.disconnects = 0
         self.connected = threading.Event()
+        self._answered = threading.Event()  # the first CONNACK, accepted or not
+        self.refused: str | None = None  # the first CONNACK's refusal
         self._subscribed = threading.Event()
         self.last_error: str | None = None
         self.sub_error: str | None = None
@@ -90,8 +152,18 @@ class MqttSession:
             from paho.mqtt.properties import Properties
         except ImportError as e:
             raise RecordError(f"recording from MQTT needs paho-mqtt 2.x: pip install 'prf[record]' ({e})") from None
+        a = self.address
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
-                        manual_ack=True)
+                        manual_ack=True, transport=a.transport)
+        if a.transport == "websockets":
+            c.ws_set_options(path=a.path)
+        if a.tls:
+            try:
+                c.tls_set(ca_certs=self.tls.ca_certs, certfile=self.tls.certfile, keyfile=self.tls.keyfile)
+            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+                raise RecordError(f"{self.url}: TLS settings {self.tls}: {e}") from None
+        if self.username is not None:
+            c.username_pw_set(self.username, self.password)
         c.reconnect_delay_set(min_delay=0.1, max_delay=2)
         c.max_inflight_messages_set(1000)
         c.max_queued_messages_set(0)
@@ -109,6 +181,12 @@ class MqttSession:
             raise RecordError(f"cannot connect to the MQTT broker {self.url} ({self.host}:{self.port}): {e}") from None
         c.loop_start()
         # a resumed session may deliver its queued messages before the SUBACK: the CONNACK is enough then
+        self._answered.wait(timeout_s)
+        if self.refused:
+            self.stop()
+            raise RecordError(f"the MQTT broker {self.url} refused the connection: {self.refused}"
+                              + (" (check the username and password)" if "authori" in self.refused.lower()
+                                 or "password" in self.refused.lower() else ""))
         if not self.connected.wait(timeout_s) or not (self._subscribed.wait(timeout_s) or self.session_present):
             self.stop()
             raise RecordError(f"the MQTT broker {self.url} did not accept the connection/subscription within "
@@ -142,7 +220,11 @@ class MqttSession:
     def _connected(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         if reason_code.is_failure:
             self.last_error = f"connection refused: {reason_code}"
+            if not self._answered.is_set():
+                self.refused = str(reason_code)
+                self._answered.set()
             return
+        self._answered.set()
         self.generation += 1
         self.connects += 1
         self.session_present = bool(getattr(flags, "session_present", False))
@@ -159,6 +241,11 @@ class MqttSession:
         self.connected.clear()
         self.disconnects += 1
         self.last_error = f"disconnected: {reason_code}"
+        if not self._answered.is_set():  # closed before any CONNACK: start() fails now, saying so
+            self.refused = f"the connection was closed before the broker answered ({reason_code})"
+            if self.address.tls and self.tls.certfile is None:
+                self.refused += "; a TLS listener that requires a client certificate does this (give certfile/keyfile)"
+            self._answered.set()
 
     def _message(self, client, userdata, msg) -> None:  # noqa: ANN001
         self._on_message(msg.topic, msg.payload, time.time_ns(), (self.generation, msg.mid, msg.qos))

@@ -58,7 +58,7 @@ from . import _payload
 from ._episode import Segmenter
 from ._queue import BoundedQueue
 from ._resample import TopicRows, episode_dataset, write_converted
-from ._session import MqttSession, parse_url
+from ._session import MqttSession, TlsOptions, parse_url
 from ._spool import END, MESSAGE, START, SpoolWriter, read_spool, spool_episode, spool_path
 
 LOG_FILE = "episodes.jsonl"
@@ -163,11 +163,20 @@ class Recorder:
                  robot_type: str | None = None, method: str = "linear", queue_size: int = 65536,
                  block_s: float = 10.0, client_id: str | None = None, session_expiry_s: int = 86400,
                  record_dir: str | Path | None = None, video_codec: str = "auto", progress: bool = True,
-                 progress_s: float = 2.0):
-        parse_url(url)
+                 progress_s: float = 2.0, username: str | None = None, password: str | None = None,
+                 ca_certs: str | Path | None = None, certfile: str | Path | None = None,
+                 keyfile: str | Path | None = None):
+        address = parse_url(url)
+        self._credentials = {"username": username, "password": password}
+        self._tls = TlsOptions(*(None if f is None else str(Path(f).expanduser()) for f in (ca_certs, certfile, keyfile)))
+        for f in (ca_certs, certfile, keyfile):
+            if f is not None and not Path(f).expanduser().is_file():
+                raise RecordError(f"TLS file {f} does not exist")
+        self._broker_url = url  # with its password, if any: only given to the MQTT client
         if isinstance(fps, bool) or not isinstance(fps, int) or fps <= 0:
             raise RecordError(f"fps must be a positive integer, got {fps!r}")
-        self.url, self.out = url, Path(out).absolute()
+        # the URL without its password: what the record folder's settings and the report hold
+        self.url, self.out = address.redacted, Path(out).absolute()
         self.state_topics = list(dict.fromkeys(topics))
         self.action_topics = list(dict.fromkeys(actions))
         self.cameras = {(k if "." in k else f"observation.images.{k}"): v for k, v in (cameras or {}).items()}
@@ -246,8 +255,9 @@ class Recorder:
             self._writer = threading.Thread(target=self._write_loop, name="prf-record-writer", daemon=True)
             self._consumer.start()
             self._writer.start()
-            self._session = MqttSession(self.url, self.data_topics + ([self.control_topic] if self.control_topic else []),
-                                        self.client_id, self.session_expiry_s, self._on_message)
+            self._session = MqttSession(self._broker_url, self.data_topics + ([self.control_topic] if self.control_topic else []),
+                                        self.client_id, self.session_expiry_s, self._on_message, tls=self._tls,
+                                        **self._credentials)
             self._session.start()
         except BaseException:
             self._abort()
@@ -607,7 +617,9 @@ def record_mqtt(url: str, out: str | Path, *, topics: Iterable[str], duration_s:
     SIGTERM, ``duration_s`` or ``until()``.
 
     Args:
-        url: the broker, ``mqtt://HOST:PORT``.
+        url: the broker: ``mqtt://HOST[:PORT]`` (1883), ``mqtts://`` (TLS, 8883), ``ws://HOST[:PORT][/PATH]``
+            (websockets, 80, path ``/mqtt``), ``wss://`` (websockets over TLS, 443); ``USER[:PASSWORD]@HOST``
+            for credentials (the password is kept out of every file the recorder writes).
         out: the dataset; created by the first episode, later episodes appended (atomically, one
             revision each, :func:`prf.append_episodes`). It may already exist (compatible features).
         topics: state topics: their numeric payload fields (in topic order, time/sequence fields left
@@ -626,6 +638,9 @@ def record_mqtt(url: str, out: str | Path, *, topics: Iterable[str], duration_s:
         queue_size: the bounded queue's capacity (messages); block_s: how long a full queue holds back
             the network thread before a message is dropped (and counted).
         client_id, session_expiry_s: the persistent MQTT session (default id derived from ``out``).
+        username, password: MQTT credentials (override the URL's).
+        ca_certs, certfile, keyfile: TLS: the CA bundle the broker's certificate is verified with
+            (default: the system's), a client certificate and its key.
         record_dir: spool/Parquet/log folder (default ``OUT.record``); video_codec, robot_type: as
             :func:`prf.write_lerobot_dataset`; progress: a status line on stderr every ``progress_s``.
 
@@ -633,7 +648,9 @@ def record_mqtt(url: str, out: str | Path, *, topics: Iterable[str], duration_s:
         :class:`RecordReport` (``report.balanced``: every message accounted for).
 
     Raises:
-        RecordError: bad options, the broker unreachable at start, ``out`` already being recorded into,
+        RecordError: bad options (an unknown URL scheme lists the allowed ones; a TLS file missing), the
+            broker unreachable or refusing the connection at start (bad credentials, a certificate that
+            does not verify), ``out`` already being recorded into,
             a failure while recording (finished episodes stay in ``out``).
     """
     rec = Recorder(url, out, topics=topics, **options)
