@@ -50,7 +50,6 @@ def generate(root: Path, frames: int) -> Path:
     (tmp / "data" / "chunk-000").mkdir(parents=True)
     rng = np.random.default_rng(0)
     n_eps = frames // EP_LEN
-    vec = pa.list_(pa.float32(), DIM)
     ep_rows = {k: [] for k in ("episode_index", "data/chunk_index", "data/file_index", "dataset_from_index",
                                "dataset_to_index", "length")}
     for f, start in enumerate(range(0, frames, FILE_ROWS)):
@@ -220,6 +219,15 @@ def bench_ann(root: Path, name: str, queries: int, k: int, work: Path) -> dict:
             "recall_all_cores": hits_all / (k * len(rows))}
 
 
+def _emit(lines: list[str], markdown: str | None) -> None:
+    """Print the table and write it to ``markdown`` when given."""
+    text = "\n".join(lines)
+    print(text)
+    if markdown:
+        Path(markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown).write_text(text + "\n")
+
+
 def main_ann(args) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _scale_data import bench_data_dir, generate_nocam
@@ -252,11 +260,7 @@ def main_ann(args) -> None:
                      f"{r['recall']:.3f} | {r['similar_warm_s']:.2f} / {r['similar_exact_s']:.2f} | "
                      f"{r['index_open_s']:.2f} / {r['index_query_ms']:.3f} | {r['build_all_cores_s']:.2f}, "
                      f"{r['recall_all_cores']:.3f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(text + "\n")
+    _emit(lines, args.markdown)
 
 
 def main_validate(args) -> None:
@@ -286,11 +290,7 @@ def main_validate(args) -> None:
         print(json.dumps({"dataset": name, "seconds": dt, "errors": errors, "rss_mb": rss}), flush=True)
         lines.append(f"| {name} | {meta.total_frames:,} | {meta.total_episodes:,} | {dt:.2f} | {errors} | "
                      f"{len(rep.findings) - errors} | {rss:.0f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(text + "\n")
+    _emit(lines, args.markdown)
 
 
 def main() -> None:
@@ -347,11 +347,7 @@ def main() -> None:
     m = statistics.median(st)
     lines += ["", f"`prf.score_episodes` (no cameras) over {args.score_frames:,} frames: {m:.2f} s = "
               f"{m / (args.score_frames / 1e6):.2f} s per 1M frames (median of {args.repeat})"]
-    text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(text + "\n")
+    _emit(lines, args.markdown)
 
 
 if __name__ == "__main__":
