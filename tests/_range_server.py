@@ -7,7 +7,6 @@ files replaced by other bytes (a new ETag and size)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
 import threading

@@ -11,7 +11,6 @@ import sys
 from fractions import Fraction
 
 import av
-import numpy as np
 import pytest
 
 from prf.decode import _index

@@ -8,7 +8,6 @@ import json
 import shutil
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 pytest.importorskip("duckdb")
