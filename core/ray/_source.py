@@ -333,5 +333,15 @@ def read_dataset(
         if revision is not None:
             kw["revision"] = revision
     src = datasource(source, episodes=episodes, rows_per_block=rows_per_block, columns=columns, **kw)
-    return ray.data.read_datasource(src, override_num_blocks=override_num_blocks,
-                                    ray_remote_args=dict(ray_remote_args or {}))
+    # the read tasks' resources as read_datasource's own parameters (its ray_remote_args is deprecated
+    # since Ray 2.60); anything else still goes through ray_remote_args
+    remote = dict(ray_remote_args or {})
+    named = {k: remote.pop(k) for k in _NAMED_REMOTE_ARGS if k in remote}
+    if remote:
+        named["ray_remote_args"] = remote
+    return ray.data.read_datasource(src, override_num_blocks=override_num_blocks, **named)
+
+
+#: ``ray_remote_args`` keys that ``ray.data.read_datasource`` takes as parameters of its own
+_NAMED_REMOTE_ARGS = ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type", "runtime_env",
+                      "label_selector", "max_calls")
