@@ -248,4 +248,7 @@ def test_refused_connections_are_clear_errors(secure_broker, tmp_path):
     r = subprocess.run([*cmd, f"mqtts://localhost:{b.mtls_port}", str(tmp_path / "e"), "--certfile", "/nonexistent.pem"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "TLS file /nonexistent.pem does not exist" in r.stderr, r.stderr
-    assert not any((tmp_path / n).exists() for n in "abcde")
+    r = subprocess.run([*cmd, f"mqtt://127.0.0.1:{b.plain_port}", str(tmp_path / "f"), "--ca-certs", str(b.ca)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "TLS files given for a broker without TLS" in r.stderr, r.stderr
+    assert not any((tmp_path / n).exists() for n in "abcdef")

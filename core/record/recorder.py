@@ -172,6 +172,8 @@ class Recorder:
         for f in (ca_certs, certfile, keyfile):
             if f is not None and not Path(f).expanduser().is_file():
                 raise RecordError(f"TLS file {f} does not exist")
+        if not address.tls and any(f is not None for f in (ca_certs, certfile, keyfile)):
+            raise RecordError(f"{address.redacted}: TLS files given for a broker without TLS (use mqtts:// or wss://)")
         self._broker_url = url  # with its password, if any: only given to the MQTT client
         if isinstance(fps, bool) or not isinstance(fps, int) or fps <= 0:
             raise RecordError(f"fps must be a positive integer, got {fps!r}")
