@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..errors import PrfError, VideoError
+from ..errors import MetadataError, PrfError, StatsError, VideoError
 from ..format import DatasetMeta
 
 #: check id -> what it checks.
@@ -122,8 +122,6 @@ def validate(path: str | Path | DatasetMeta, *, tolerance_s: float = 1e-4, video
         MetadataError: ``path`` is not a directory.
         ImportError: DuckDB is not installed (``pip install 'prf[query]'``).
     """
-    from ..errors import MetadataError
-
     if isinstance(path, DatasetMeta):
         meta = path
     else:
@@ -379,7 +377,6 @@ def _numeric_keys(meta: DatasetMeta) -> list[str]:
 
 
 def _check_stats(ctx: _Ctx) -> None:
-    from ..errors import StatsError
     from ..stats import read_episode_stats_columns
     from ._frames import iter_batches
 
@@ -396,9 +393,9 @@ def _check_stats(ctx: _Ctx) -> None:
     ep_keys = [k for k in keys if stored is not None and k in stored.stats and stored.present[k].any()]
     if not stats:
         if meta.codebase_version == "v2.1":
-            if not ep_keys and not (meta.root / "meta" / "episodes_stats.jsonl").is_file():
+            if not ep_file.is_file():
                 ctx.add("stats.present", "warning", "no episodes_stats.jsonl and no stats.json: normalization has "
-                        "no statistics", meta.root / "meta" / "episodes_stats.jsonl")
+                        "no statistics", ep_file)
         else:
             ctx.add("stats.present", "warning", "no meta/stats.json: normalization has no statistics", stats_file)
     else:
