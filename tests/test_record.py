@@ -58,6 +58,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_listening(proc: subprocess.Popen, ports: list[int], log: Path, timeout_s: float = 10) -> None:
+    """Until mosquitto (``proc``) accepts connections on every port of 127.0.0.1 (its ``log`` shown if it exits)."""
+    deadline = time.monotonic() + timeout_s
+    for port in ports:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, log.read_text()[-2000:] if log.is_file() else "mosquitto exited"
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"mosquitto did not listen on {port}") from None
+                time.sleep(0.05)
+
+
 class Broker:
     """mosquitto on 127.0.0.1:PORT with persistence in ``dir`` (written when it is stopped with SIGTERM;
     no periodic autosave, which rewrites the whole queue each time); restartable on the same port and file."""
@@ -83,15 +98,7 @@ class Broker:
     def start(self) -> None:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                assert self.proc.poll() is None, (self.dir / "mosquitto.log").read_text()[-2000:]
-                time.sleep(0.05)
-        raise AssertionError("mosquitto did not start")
+        wait_listening(self.proc, [self.port], self.dir / "mosquitto.log")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import pytest
 
 from test_record import (MOSQUITTO, PRF, Publisher, _free_port, check_dataset, episode_messages, mqtt, publish_all,
-                         stop_recorder, total_episodes, wait_for)
+                         stop_recorder, total_episodes, wait_for, wait_listening)
 
 if not os.environ.get("CI"):
     pytestmark = pytest.mark.skipif(MOSQUITTO is None or mqtt is None or shutil.which("mosquitto_passwd") is None,
@@ -101,18 +101,8 @@ class SecureBroker:
             f"listener {self.mtls_port} 127.0.0.1\nallow_anonymous true\ncafile {self.ca}\ncertfile {cert}\n"
             f"keyfile {key}\nrequire_certificate true\n")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        import socket
-
-        for port in (self.auth_port, self.tls_port, self.plain_port, self.mtls_port):
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    assert self.proc.poll() is None and time.monotonic() < deadline, \
-                        (d / "mosquitto.log").read_text()[-2000:]
-                    time.sleep(0.05)
+        wait_listening(self.proc, [self.auth_port, self.tls_port, self.plain_port, self.mtls_port],
+                       d / "mosquitto.log")
 
     def stop(self) -> None:
         self.proc.terminate()
